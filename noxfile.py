@@ -1,0 +1,60 @@
+"""Every test session. ``scripts/test`` runs them all; ``nox -s NAME`` runs one.
+
+One helper installs the extras a session needs and runs pytest (the urllib3 /
+gidgethub pattern), so sessions differ only in their extras and test paths.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = True
+
+
+def run_pytest(session: nox.Session, extras: str, *args: str) -> None:
+    session.install("-e", f".[{extras}]")
+    session.run("pytest", *args, *session.posargs)
+
+
+@nox.session
+def core(session: nox.Session) -> None:
+    """The core with no framework, driver or extra installed: it must import and work alone."""
+    run_pytest(session, "test", "tests/core", "tests/test_imports.py", "tests/test_publisher.py")
+
+
+@nox.session
+@nox.parametrize("store", ["memory", "sqlite", "mongodb"])
+def stores(session: nox.Session, store: str) -> None:
+    """The store contract suite against one store."""
+    extras = "test,mongodb" if store == "mongodb" else "test"
+    run_pytest(session, extras, "tests/stores", f"--store={store}")
+
+
+@nox.session
+def tests_tornado(session: nox.Session) -> None:
+    run_pytest(session, "test,tornado,curl,mongodb", "tests/adapters", "--framework=tornado")
+
+
+@nox.session
+def tests_gevent(session: nox.Session) -> None:
+    run_pytest(session, "test,gevent,mongodb", "tests/adapters", "--framework=gevent")
+
+
+@nox.session
+def tests_twisted(session: nox.Session) -> None:
+    run_pytest(session, "test,twisted,mongodb", "tests/adapters", "--framework=twisted")
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", "skyhooks", "tests", "noxfile.py")
+    session.run("ruff", "format", "--check", "--diff", "skyhooks/core")
+
+
+@nox.session
+def types(session: nox.Session) -> None:
+    session.install("-e", ".[types,all]")
+    session.run("mypy", "skyhooks")

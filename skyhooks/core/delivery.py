@@ -1,0 +1,293 @@
+"""Delivering one message to many instances: planning, retries, pruning, the report.
+
+All of it is written once, here, as generator *flows* that yield effects
+(:class:`Send`, :class:`Sleep`, :class:`Call`, :class:`Gather`) and receive
+their results, in the sans-IO manner. Each publisher (blocking, Tornado,
+gevent, Twisted) supplies only ``perform(effect)`` in its own idiom and runs
+the flow with :func:`run_sync` or :func:`run_async`. The retry policy, the
+pruning rules and the report therefore cannot drift between frameworks.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from .errors import TransportError
+from .keys import Topic
+from .protocol import OutgoingMessage, parse_reply
+from .values import DeliveryReport
+
+__all__ = [
+    "Call",
+    "DeliveryOutcome",
+    "Effect",
+    "Flow",
+    "Gather",
+    "HTTPResult",
+    "RetryPolicy",
+    "Send",
+    "Sleep",
+    "deliver",
+    "notify_flow",
+    "run_async",
+    "run_sync",
+]
+
+log = logging.getLogger("skyhooks.publisher")
+
+T = TypeVar("T")
+
+
+# -- effects -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Send:
+    """POST ``body`` with ``headers`` to ``url``; the result is an :class:`HTTPResult`.
+    Failures below HTTP must be raised as :class:`TransportError`."""
+
+    url: str
+    headers: Mapping[str, str]
+    body: bytes
+    timeout: float
+
+
+@dataclass(frozen=True)
+class Sleep:
+    """Wait ``seconds`` without blocking other work; the result is ignored."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Call:
+    """Run the blocking ``fn(*args)`` (a store call) off the event loop; the
+    result is its return value, or its exception thrown back into the flow."""
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class Gather:
+    """Run ``flows`` concurrently, at most ``limit`` at a time; the result is the
+    list of their return values, in order. Flows must not raise."""
+
+    flows: Sequence[Generator[Any, Any, Any]]
+    limit: int
+
+
+Effect = Send | Sleep | Call | Gather
+Flow = Generator[Effect, Any, T]
+
+
+@dataclass(frozen=True)
+class HTTPResult:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+# -- drivers -------------------------------------------------------------------
+
+
+def run_sync(flow: Flow[T], perform: Callable[[Effect], Any]) -> T:
+    """Drive *flow* to completion with a blocking ``perform``."""
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            effect = flow.send(value) if error is None else flow.throw(error)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        try:
+            value, error = perform(effect), None
+        except Exception as exc:
+            value, error = None, exc
+
+
+async def run_async(flow: Flow[T], perform: Callable[[Effect], Awaitable[Any]]) -> T:
+    """Drive *flow* to completion with a ``perform`` that returns awaitables
+    (asyncio futures under Tornado, Deferreds under Twisted)."""
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            effect = flow.send(value) if error is None else flow.throw(error)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        try:
+            value, error = await perform(effect), None
+        except Exception as exc:
+            value, error = None, exc
+
+
+# -- the retry policy ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When and how long to retry one URL.
+
+    Connection failures, timeouts, 408, 429 and 5xx are retried, up to
+    ``attempts`` tries in all, with exponential backoff (``backoff`` doubling up
+    to ``max_backoff``) and full jitter, never past ``deadline`` seconds after
+    the first try. A 429 or 503 with ``Retry-After`` waits what it asks, if that
+    fits in the deadline. Other 4xx are final at once. ``timeout`` bounds each
+    attempt (connect and response).
+    """
+
+    attempts: int = 3
+    backoff: float = 0.1
+    max_backoff: float = 2.0
+    deadline: float = 10.0
+    timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError("attempts must be at least 1")
+        if min(self.backoff, self.max_backoff, self.deadline, self.timeout) <= 0:
+            raise ValueError("backoff, max_backoff, deadline and timeout must be positive")
+
+    def delay(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
+        """Seconds to wait after failed try number *attempt* (1-based)."""
+        return rand() * min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
+
+
+RETRY_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
+#: After its retries, a URL answering these (or refusing connections) is gone: prune it.
+GONE_STATUSES = frozenset({404, 410})
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    """How delivering to one URL ended."""
+
+    url: str
+    delivered: bool
+    notified: int = 0
+    duplicate: bool = False
+    reason: str = ""
+    gone: bool = False
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        when = email.utils.parsedate_to_datetime(value) if value else None
+        return None if when is None else max(0.0, when.timestamp() - time.time())
+
+
+def deliver(
+    url: str,
+    message: OutgoingMessage,
+    policy: RetryPolicy,
+    clock: Callable[[], float] = time.monotonic,
+) -> Flow[DeliveryOutcome]:
+    """POST *message* to *url*, retrying as *policy* says; never raises."""
+    started = clock()
+    attempt = 0
+    while True:
+        attempt += 1
+        remaining = policy.deadline - (clock() - started)
+        wait: float | None = None
+        try:
+            result = yield Send(url, message.headers, message.body, min(policy.timeout, max(remaining, 0.001)))
+        except TransportError as exc:
+            reason, retry, gone = f"{exc.kind}: {exc.detail}", True, exc.kind == "refused"
+        except Exception as exc:  # an adapter bug must not lose the message silently
+            log.exception("unexpected error sending %s to %s", message.id, url)
+            reason, retry, gone = f"error: {exc!r}", False, False
+        else:
+            if 200 <= result.status < 300:
+                reply = parse_reply(result.body)
+                return DeliveryOutcome(url, True, reply.notified, reply.duplicate)
+            reason = f"HTTP {result.status}"
+            retry = result.status in RETRY_STATUSES
+            gone = result.status in GONE_STATUSES
+            if result.status in (429, 503):
+                wait = _retry_after(result.headers)
+        if not retry or attempt >= policy.attempts:
+            break
+        wait = policy.delay(attempt) if wait is None else wait
+        if clock() - started + wait >= policy.deadline:
+            reason += " (deadline reached)"
+            break
+        yield Sleep(wait)
+    tries = "1 attempt" if attempt == 1 else f"{attempt} attempts"
+    return DeliveryOutcome(url, False, reason=f"{reason} after {tries}", gone=gone)
+
+
+# -- the whole notification ------------------------------------------------------
+
+
+def notify_flow(
+    store: Any,
+    message: OutgoingMessage,
+    policy: RetryPolicy,
+    concurrency: int,
+    url_filter: Callable[[str], str | None] | None = None,
+) -> Flow[DeliveryReport]:
+    """Look up, fan out, prune, report.
+
+    A store that cannot be read raises :class:`StoreError` out of the flow
+    before anything is sent. Pruning failures are logged, and the URL is then
+    simply not reported as pruned: the delivery outcome stands either way.
+    ``url_filter(url)`` may refuse a URL by returning a reason.
+    """
+    targets: Mapping[str, frozenset[Topic]] = yield Call(store.lookup, (message.topics,))
+    failed: dict[str, str] = {}
+    sendable = []
+    for url in targets:
+        refusal = url_filter(url) if url_filter else None
+        if refusal:
+            failed[url] = refusal
+        else:
+            sendable.append(url)
+    outcomes: list[DeliveryOutcome] = []
+    if sendable:
+        outcomes = yield Gather([deliver(url, message, policy) for url in sendable], concurrency)
+    delivered = frozenset(o.url for o in outcomes if o.delivered)
+    failed.update((o.url, o.reason) for o in outcomes if not o.delivered)
+    pruned = set()
+    for outcome in outcomes:
+        if outcome.gone:
+            try:
+                yield Call(store.remove_url, (outcome.url,))
+            except Exception as exc:
+                log.warning("could not prune dead %s: %s", outcome.url, exc)
+            else:
+                log.info("pruned %s: %s", outcome.url, outcome.reason)
+                pruned.add(outcome.url)
+        elif outcome.delivered and outcome.notified == 0 and not outcome.duplicate:
+            # The instance has no callback for these topics any more (it missed an
+            # unregister write, say): stop sending it this traffic.
+            topics = targets[outcome.url]
+            try:
+                yield Call(store.remove, (outcome.url, topics))
+            except Exception as exc:
+                log.warning("could not drop %s's unused topics: %s", outcome.url, exc)
+            else:
+                log.info("dropped topics %s of %s: nobody listens there", _names(topics), outcome.url)
+    return DeliveryReport(
+        message_id=message.id,
+        urls=frozenset(targets),
+        delivered=delivered,
+        failed=failed,
+        notified=sum(o.notified for o in outcomes if o.delivered),
+        pruned=frozenset(pruned),
+    )
+
+
+def _names(topics: Iterable[Topic]) -> str:
+    return ", ".join(sorted(map(str, topics)))

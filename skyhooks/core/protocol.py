@@ -1,0 +1,297 @@
+"""The wire protocol (version 1), sans-IO.
+
+Outgoing: :class:`Signer` turns keys and data into a signed body and Standard
+Webhooks headers. Incoming: :func:`parse_request` turns ``(method, headers,
+body)`` into a :class:`Message` or raises a :class:`RequestError` carrying the
+HTTP status. :class:`RecentIds` remembers message ids to acknowledge duplicates.
+No sockets anywhere: adapters do the I/O.
+
+Signing and verifying go through the ``standardwebhooks`` package, so any
+Standard Webhooks sender or receiver interoperates with skyhooks.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import secrets
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import standardwebhooks
+
+from .errors import (
+    BadRequest,
+    ConfigurationError,
+    InvalidDataError,
+    InvalidKeysError,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    RequestError,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from .keys import Keys, Topic, topics_of, validate_keys
+from .values import Message
+
+__all__ = [
+    "DEFAULT_MAX_BODY_SIZE",
+    "TOLERANCE",
+    "OutgoingMessage",
+    "ParsedRequest",
+    "RecentIds",
+    "Response",
+    "Signer",
+    "error_response",
+    "generate_secret",
+    "ok_response",
+    "parse_request",
+    "parse_reply",
+]
+
+DEFAULT_MAX_BODY_SIZE = 1024 * 1024
+#: Standard Webhooks' timestamp tolerance (fixed at 5 minutes by the package).
+TOLERANCE = 300.0
+MAX_ID_LENGTH = 256
+_SIGNATURE_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
+
+
+def generate_secret() -> str:
+    """A new random Standard Webhooks secret (``whsec_`` + base64 of 32 bytes)."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+
+
+def _webhook(secret: str | bytes) -> standardwebhooks.Webhook:
+    if isinstance(secret, str) and not secret.strip():
+        secret = ""
+    try:
+        return standardwebhooks.Webhook(secret)
+    except (ValueError, binascii.Error, standardwebhooks.webhooks.EmptyWebhookSecretError) as exc:
+        raise ConfigurationError(
+            "the secret must be a Standard Webhooks secret, 'whsec_' followed by base64 "
+            "(make one with skyhooks.generate_secret()), or raw bytes"
+        ) from exc
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """A signed message, ready to POST to any number of URLs unchanged."""
+
+    id: str
+    topics: frozenset[Topic]
+    body: bytes
+    headers: Mapping[str, str]
+
+
+class Signer:
+    """Builds signed requests. Thread-safe (it holds only the key)."""
+
+    def __init__(self, secret: str | bytes) -> None:
+        self._webhook = _webhook(secret)
+
+    def build(
+        self,
+        keys: Keys,
+        data: Any,
+        *,
+        message_id: str | None = None,
+        timestamp: float | None = None,
+    ) -> OutgoingMessage:
+        """Validate, encode and sign one message.
+
+        Raises :class:`InvalidKeysError` or :class:`InvalidDataError` (both
+        ``ValueError``) before anything could be sent.
+        """
+        checked = validate_keys(keys)
+        try:
+            # allow_nan=False: NaN and Infinity are not JSON and other receivers choke on them.
+            text = json.dumps(
+                {"keys": checked, "data": data}, separators=(",", ":"), allow_nan=False
+            )
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise InvalidDataError(f"data cannot be sent as JSON: {exc}") from exc
+        message_id = message_id or f"msg_{uuid.uuid4().hex}"
+        when = datetime.fromtimestamp(time.time() if timestamp is None else timestamp, tz=timezone.utc)
+        signature = self._webhook.sign(message_id, when, text)
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": message_id,
+            "webhook-timestamp": str(int(when.timestamp())),
+            "webhook-signature": signature,
+        }
+        return OutgoingMessage(message_id, topics_of(checked), text.encode("utf-8"), headers)
+
+
+@dataclass(frozen=True)
+class ParsedRequest:
+    """A verified incoming message and the topics it addresses."""
+
+    message: Message
+    topics: frozenset[Topic]
+
+
+class Verifier:
+    """Checks incoming requests; see :func:`parse_request`."""
+
+    def __init__(self, secret: str | bytes, *, max_body_size: int = DEFAULT_MAX_BODY_SIZE) -> None:
+        self._webhook = _webhook(secret)
+        self.max_body_size = max_body_size
+
+    def parse(self, method: str, headers: Mapping[str, str], body: bytes) -> ParsedRequest:
+        return parse_request(method, headers, body, self._webhook, max_body_size=self.max_body_size)
+
+
+def parse_request(
+    method: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    webhook: standardwebhooks.Webhook,
+    *,
+    max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+) -> ParsedRequest:
+    """Verify and decode one webhook request.
+
+    *headers* may use any case. Checks run cheapest-first and each failure
+    raises the :class:`RequestError` subclass whose ``status`` DESIGN.md names:
+    405 not POST, 413 over *max_body_size*, 415 not JSON, 401 missing or bad
+    signature or stale timestamp, 400 anything malformed after that.
+    """
+    if method.upper() != "POST":
+        raise MethodNotAllowed(f"method {method} not allowed; webhooks are POSTed")
+    if len(body) > max_body_size:
+        raise PayloadTooLarge(f"body of {len(body)} bytes is over the limit of {max_body_size}")
+    lower = {name.lower(): value for name, value in headers.items()}
+    media_type = lower.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json":
+        raise UnsupportedMediaType(
+            f"content-type must be application/json, not {media_type or 'missing'!r}"
+        )
+    missing = [name for name in _SIGNATURE_HEADERS if not lower.get(name)]
+    if missing:
+        raise Unauthorized(f"unsigned request: missing {', '.join(missing)} header")
+    message_id = lower["webhook-id"]
+    if len(message_id) > MAX_ID_LENGTH:
+        raise Unauthorized(f"webhook-id longer than {MAX_ID_LENGTH} characters")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest("body is not UTF-8") from exc
+    try:
+        webhook.verify(text, {name: lower[name] for name in _SIGNATURE_HEADERS}, json_parse=False)
+    except standardwebhooks.webhooks.WebhookVerificationError as exc:
+        raise Unauthorized(f"signature rejected: {exc}") from exc
+    except (ValueError, TypeError, OverflowError) as exc:
+        # The package raises these (binascii.Error is a ValueError) on garbled
+        # webhook-signature headers instead of its own error.
+        raise Unauthorized("malformed webhook-signature header") from exc
+    try:
+        payload = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest(f"body is not valid JSON: {str(exc)[:200]}") from exc
+    if not isinstance(payload, dict) or "keys" not in payload:
+        raise BadRequest('body must be a JSON object like {"keys": {...}, "data": ...}')
+    try:
+        keys = validate_keys(payload["keys"])
+        topics = topics_of(keys)
+    except InvalidKeysError as exc:
+        raise BadRequest(str(exc)) from exc
+    return ParsedRequest(Message(keys=keys, data=payload.get("data"), id=message_id), topics)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+@dataclass(frozen=True)
+class Response:
+    """An answer for the adapter to write: status, JSON body, content type."""
+
+    status: int
+    body: bytes
+    headers: Mapping[str, str] = field(
+        default_factory=lambda: {"Content-Type": "application/json"}
+    )
+
+
+def ok_response(notified: int, *, duplicate: bool = False) -> Response:
+    payload: dict[str, Any] = {"status": "ok", "notified": notified}
+    if duplicate:
+        payload["duplicate"] = True
+    return Response(200, json.dumps(payload, separators=(",", ":")).encode())
+
+
+def error_response(error: RequestError) -> Response:
+    payload = {"status": "error", "error": error.reason}
+    headers = {"Content-Type": "application/json"}
+    if error.status == 405:
+        headers["Allow"] = "POST"
+    return Response(error.status, json.dumps(payload).encode(), headers)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What an instance answered, as the publisher reads it."""
+
+    notified: int
+    duplicate: bool
+
+
+def parse_reply(body: bytes) -> Reply:
+    """Read an instance's 2xx answer. A receiver that is not skyhooks (any
+    Standard Webhooks endpoint) may answer anything: count it as one delivery
+    with an unknown number of callbacks, never as zero (which would prune it)."""
+    try:
+        payload = json.loads(body)
+        notified = payload["notified"]
+        if isinstance(notified, bool) or not isinstance(notified, int) or notified < 0:
+            raise ValueError(notified)
+        return Reply(notified, bool(payload.get("duplicate", False)))
+    except (ValueError, TypeError, KeyError, RecursionError):
+        return Reply(1, False)
+
+
+class RecentIds:
+    """A bounded memory of message ids seen recently, to spot duplicates.
+
+    An id is remembered for *window* seconds (twice the timestamp tolerance: a
+    replay is only accepted while its timestamp is within tolerance, on either
+    side of now) and at most *max_size* ids are kept, oldest forgotten first, so
+    memory stays bounded under any load. Thread-safe: check-and-record is atomic.
+    """
+
+    def __init__(
+        self,
+        window: float = 2 * TOLERANCE,
+        max_size: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._window = window
+        self._max_size = max_size
+        self._clock = clock
+        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def check_and_add(self, message_id: str) -> bool:
+        """Record *message_id*; return True if it had been seen already."""
+        now = self._clock()
+        with self._lock:
+            seen = self._seen
+            while seen:
+                oldest, expires = next(iter(seen.items()))
+                if expires > now and len(seen) < self._max_size:
+                    break
+                del seen[oldest]
+            if message_id in seen:
+                return True
+            seen[message_id] = now + self._window
+            return False
+
+    def __len__(self) -> int:
+        return len(self._seen)

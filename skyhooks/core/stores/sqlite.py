@@ -1,0 +1,205 @@
+"""``sqlite:///relative.db`` / ``sqlite:////absolute.db``: the embedded default.
+
+One file shared by every process on a machine (Tornado, gevent and Twisted
+instances side by side). WAL mode lets readers run while one writer writes;
+every write takes the write lock up front (``BEGIN IMMEDIATE``) so two
+processes never deadlock upgrading a read lock, and waits up to
+``busy_timeout`` for it. Each thread gets its own connection (sqlite3
+connections must not be shared across threads), and a forked child opens its
+own instead of inheriting its parent's.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+
+from zope.interface import implementer
+
+from ..errors import ConfigurationError, StoreError, map_exceptions
+from ..interfaces import IHookStore
+from ..keys import Topic
+from ..values import Subscription
+
+__all__ = ["SQLiteStore"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS skyhooks_subscriptions (
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,
+    url TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    -- the primary key doubles as the (name, value) index that lookups use
+    PRIMARY KEY (name, value, url)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS skyhooks_subscriptions_url ON skyhooks_subscriptions (url);
+"""
+
+_UPSERT = (
+    "INSERT INTO skyhooks_subscriptions (name, value, url, expires_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (name, value, url) DO UPDATE SET expires_at = excluded.expires_at"
+)
+
+_ERRORS = {sqlite3.Error: StoreError}
+
+
+@implementer(IHookStore)
+class SQLiteStore:
+    """Subscriptions in one SQLite file, safe for many processes and threads."""
+
+    def __init__(
+        self, path: str, *, busy_timeout: float = 10.0, clock: Callable[[], float] = time.time
+    ) -> None:
+        if path in ("", ":memory:") or path.startswith("file::memory:"):
+            raise ConfigurationError(
+                "an in-memory SQLite database is private to one connection; "
+                "use memory:// for a single-process store, or give a file path"
+            )
+        self.path = path
+        self._busy_timeout = busy_timeout
+        self._clock = clock
+        self._local = threading.local()
+        self._schema_ready = False
+        self._schema_lock = threading.Lock()
+        # every thread's connection, so close() can close them all
+        self._connections: list[sqlite3.Connection] = []
+
+    @classmethod
+    def from_url(cls, url: str) -> SQLiteStore:
+        prefix = "sqlite:///"
+        if not url.lower().startswith(prefix):
+            raise ConfigurationError(
+                f"SQLite store URLs look like sqlite:///relative/path.db or "
+                f"sqlite:////absolute/path.db, not {url!r}"
+            )
+        return cls(url[len(prefix):].split("?", 1)[0])
+
+    # -- connections -----------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == os.getpid():
+            return conn
+        with map_exceptions(_ERRORS, f"opening sqlite store {self.path!r}"):
+            # isolation_level=None: we issue BEGIN ourselves, so reads run in
+            # autocommit and never hold a lock between calls.
+            conn = sqlite3.connect(
+                self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
+            )
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")  # durable enough under WAL, far faster
+            self._ensure_schema(conn)
+        self._local.conn = conn
+        self._local.pid = os.getpid()
+        with self._schema_lock:
+            self._connections.append(conn)
+        return conn
+
+    def _ensure_schema(self, conn: sqlite3.Connection) -> None:
+        if self._schema_ready:
+            return
+        with self._schema_lock:
+            if not self._schema_ready:
+                conn.executescript(_SCHEMA)
+                self._schema_ready = True
+
+    @contextmanager
+    def _write(self, what: str) -> Iterator[sqlite3.Connection]:
+        conn = self._connection()
+        with map_exceptions(_ERRORS, f"sqlite store {what}"):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    # -- IHookStore ------------------------------------------------------
+
+    def add(self, url: str, topics: Iterable[Topic], ttl: float) -> None:
+        expires_at = self._clock() + ttl
+        rows = [(t.name, t.value, url, expires_at) for t in topics]
+        if rows:
+            with self._write("add") as conn:
+                conn.executemany(_UPSERT, rows)
+
+    def remove(self, url: str, topics: Iterable[Topic]) -> None:
+        rows = [(t.name, t.value, url) for t in topics]
+        if rows:
+            with self._write("remove") as conn:
+                conn.executemany(
+                    "DELETE FROM skyhooks_subscriptions WHERE name = ? AND value = ? AND url = ?", rows
+                )
+
+    def remove_url(self, url: str) -> int:
+        with self._write("remove_url") as conn:
+            return conn.execute("DELETE FROM skyhooks_subscriptions WHERE url = ?", (url,)).rowcount
+
+    def renew(self, url: str, topics: Iterable[Topic], ttl: float) -> None:
+        expires_at = self._clock() + ttl
+        rows = [(t.name, t.value, url, expires_at) for t in topics]
+        with self._write("renew") as conn:
+            # Mark every row of this url, re-upsert the wanted ones (which clears
+            # the mark), then delete what is still marked: topics the instance no
+            # longer listens for. One transaction, so readers never see the marks.
+            conn.execute("UPDATE skyhooks_subscriptions SET expires_at = -1 WHERE url = ?", (url,))
+            conn.executemany(_UPSERT, rows)
+            conn.execute("DELETE FROM skyhooks_subscriptions WHERE url = ? AND expires_at = -1", (url,))
+
+    def lookup(self, topics: Iterable[Topic]) -> dict[str, frozenset[Topic]]:
+        now = self._clock()
+        conn = self._connection()
+        found: dict[str, set[Topic]] = {}
+        with map_exceptions(_ERRORS, "sqlite store lookup"):
+            # One indexed query per topic: messages name few keys, and each query
+            # is a range scan on the primary key, whatever the table's size.
+            for topic in topics:
+                for (url,) in conn.execute(
+                    "SELECT url FROM skyhooks_subscriptions WHERE name = ? AND value = ? AND expires_at > ?",
+                    (topic.name, topic.value, now),
+                ):
+                    found.setdefault(url, set()).add(topic)
+        return {url: frozenset(matched) for url, matched in found.items()}
+
+    def purge(self) -> int:
+        with self._write("purge") as conn:
+            return conn.execute(
+                "DELETE FROM skyhooks_subscriptions WHERE expires_at <= ?", (self._clock(),)
+            ).rowcount
+
+    def subscriptions(self, topics: Iterable[Topic] | None = None) -> list[Subscription]:
+        now = self._clock()
+        conn = self._connection()
+        with map_exceptions(_ERRORS, "sqlite store subscriptions"):
+            if topics is None:
+                rows = conn.execute(
+                    "SELECT name, value, url, expires_at FROM skyhooks_subscriptions WHERE expires_at > ?",
+                    (now,),
+                ).fetchall()
+            else:
+                rows = []
+                for topic in set(topics):
+                    rows += conn.execute(
+                        "SELECT name, value, url, expires_at FROM skyhooks_subscriptions "
+                        "WHERE name = ? AND value = ? AND expires_at > ?",
+                        (topic.name, topic.value, now),
+                    ).fetchall()
+        subs = [Subscription(Topic(name, value), url, expires_at) for name, value, url, expires_at in rows]
+        return sorted(subs, key=lambda row: (row.url, row.topic))
+
+    def close(self) -> None:
+        with self._schema_lock:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
+        self._local = threading.local()
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.path!r})"

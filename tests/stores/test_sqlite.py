@@ -1,0 +1,96 @@
+"""What only SQLite promises: WAL, indexes, many processes and threads at once."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+import threading
+
+import pytest
+
+from skyhooks import Topic, open_store
+from skyhooks.core import ConfigurationError
+
+pytestmark = pytest.mark.usefixtures("only_sqlite")
+
+
+@pytest.fixture
+def only_sqlite(request):
+    names = request.config.getoption("--store")
+    if names and "sqlite" not in names:
+        pytest.skip("SQLite-specific tests run in the sqlite store session")
+
+
+def test_wal_and_indexes(sqlite_url):
+    store = open_store(sqlite_url)
+    store.add("http://127.0.0.1:1/h", {Topic("a", "1")}, ttl=10)
+    path = sqlite_url[len("sqlite:///"):]
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    plan = " ".join(
+        row[-1]
+        for row in conn.execute(
+            "EXPLAIN QUERY PLAN SELECT url FROM skyhooks_subscriptions "
+            "WHERE name = 'a' AND value = '1' AND expires_at > 0"
+        )
+    )
+    assert "USING PRIMARY KEY" in plan or "USING INDEX" in plan, plan
+    plan = " ".join(
+        row[-1]
+        for row in conn.execute("EXPLAIN QUERY PLAN DELETE FROM skyhooks_subscriptions WHERE url = 'x'")
+    )
+    assert "skyhooks_subscriptions_url" in plan, plan
+    store.close()
+
+
+def test_relative_and_absolute_urls(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    relative = open_store("sqlite:///rel.db")
+    relative.add("http://127.0.0.1:1/h", {Topic("a", "1")}, ttl=10)
+    assert (tmp_path / "rel.db").exists()
+    absolute = open_store(f"sqlite:///{tmp_path / 'abs.db'}")  # sqlite:////tmp/...
+    absolute.add("http://127.0.0.1:1/h", {Topic("a", "1")}, ttl=10)
+    assert (tmp_path / "abs.db").exists()
+    relative.close()
+    absolute.close()
+
+
+def test_in_memory_database_is_refused():
+    with pytest.raises(ConfigurationError, match="memory://"):
+        open_store("sqlite:///:memory:")
+
+
+def _writer(url: str, worker: int, count: int) -> None:
+    store = open_store(url)
+    for i in range(count):
+        store.add(f"http://127.0.0.1:{10000 + worker}/h", {Topic("n", str(i))}, ttl=600)
+        if i % 10 == 0:
+            store.renew(
+                f"http://127.0.0.1:{10000 + worker}/h", {Topic("n", str(j)) for j in range(i + 1)}, ttl=600
+            )
+    store.close()
+
+
+def test_many_processes_and_threads_write_at_once(sqlite_url):
+    processes, threads_per_process, count = 4, 1, 150
+    ctx = multiprocessing.get_context("spawn")
+    workers = [ctx.Process(target=_writer, args=(sqlite_url, w, count)) for w in range(processes)]
+    for worker in workers:
+        worker.start()
+    # meanwhile, threads of this process write too, through one shared store object
+    store = open_store(sqlite_url)
+    threads = [
+        threading.Thread(target=_writer, args=(sqlite_url, 100 + t, count)) for t in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for worker in workers:
+        worker.join(60)
+        assert worker.exitcode == 0
+    rows = store.subscriptions()
+    assert len(rows) == (processes + 3) * count  # nothing lost
+    for i in (0, 77, count - 1):
+        assert len(store.lookup({Topic("n", str(i))})) == processes + 3
+    store.close()

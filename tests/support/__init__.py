@@ -1,0 +1,1 @@
+"""Helpers shared by the test suites: real servers on 127.0.0.1, real processes."""
