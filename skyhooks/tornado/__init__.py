@@ -1,0 +1,21 @@
+"""skyhooks for Tornado: ``Registry``, ``WebhookHandler`` and an async ``Publisher``.
+
+>>> registry = Registry(url="http://10.0.0.5:8001/skyhooks", store="sqlite:////var/lib/app/hooks.db",
+...                     secret="whsec_...")
+>>> app = tornado.web.Application([(r"/skyhooks", WebhookHandler, {"registry": registry})])
+>>> registry.start()
+>>> await registry.register({"account_id": 42}, on_message)
+"""
+
+from __future__ import annotations
+
+try:
+    import tornado  # noqa: F401
+except ImportError as exc:  # pragma: no cover - exercised in a process without tornado
+    raise ImportError("skyhooks.tornado needs tornado: pip install 'skyhooks[tornado]'") from exc
+
+from ._handler import WebhookHandler
+from ._publisher import Publisher
+from ._registry import Registry
+
+__all__ = ["Publisher", "Registry", "WebhookHandler"]
