@@ -2,7 +2,7 @@
 
 A real socket server (http.server in a thread) whose answers are scripted per
 request: ``Receiver(script=[503, 200])`` answers 503 once, then 200 for ever.
-``"hang"`` accepts the request and never answers (until the receiver closes).
+``"sleep:0.5"`` answers 200 after half a second; ``"hang"`` accepts the request and never answers (until the receiver closes).
 It records every request (headers and body) it got.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -37,6 +38,9 @@ class Receiver:
                     receiver._release.wait(30)
                     self.close_connection = True
                     return
+                if isinstance(step, str) and step.startswith("sleep:"):
+                    time.sleep(float(step[6:]))
+                    step = 200
                 status = int(step)
                 payload = json.dumps({"status": "ok", "notified": receiver.notified}).encode()
                 self.send_response(status)

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from skyhooks import InvalidKeysError, Topic
+from skyhooks.core import CallbackTable, topics_of, validate_keys
+
+
+def test_topics_compare_values_as_strings():
+    assert topics_of({"account_id": 42}) == topics_of({"account_id": "42"}) == {Topic("account_id", "42")}
+    assert topics_of({"account_id": 42, "user_id": "7"}) == {Topic("account_id", "42"), Topic("user_id", "7")}
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        ({}, "at least one key"),
+        ([("a", 1)], "must be a mapping"),
+        ({"": 1}, "key name ''"),
+        ({"has space": 1}, "key name 'has space'"),
+        ({"x" * 65: 1}, "is invalid"),
+        ({"ok": True}, "key 'ok' has a bool value"),
+        ({"ok": 1.5}, "key 'ok' has a float value"),
+        ({"ok": None}, "key 'ok' has a NoneType value"),
+        ({"ok": [1]}, "key 'ok' has a list value"),
+        ({"ok": "v" * 257}, "longer than 256"),
+        ({"ok": 10 ** 300}, "longer than 256"),
+        ({f"k{i}": i for i in range(65)}, "at most 64 keys"),
+    ],
+)
+def test_bad_keys_say_which_key_and_why(keys, message):
+    with pytest.raises(InvalidKeysError, match=message):
+        validate_keys(keys)
+    assert issubclass(InvalidKeysError, ValueError)
+
+
+def test_allowed_characters():
+    assert validate_keys({"A-z_0.9:x": "anything at all, even spaces"})
+    assert validate_keys({"n": "v" * 256, "m": -5})
+
+
+@given(st.dictionaries(st.text(max_size=70), st.one_of(st.integers(), st.text(max_size=300), st.booleans(),
+                                                       st.none(), st.floats()), max_size=70))
+def test_validation_either_accepts_or_raises_invalid_keys(keys):
+    try:
+        topics = topics_of(keys)
+    except InvalidKeysError:
+        return
+    assert len(topics) == len(keys) > 0
+
+
+def test_callback_table_live_and_dead_topics():
+    table = CallbackTable()
+    t42, t7 = Topic("a", "42"), Topic("a", "7")
+
+    def one(message): ...
+
+    def two(message): ...
+
+    assert table.add({t42, t7}, one) in ([t42, t7], [t7, t42])
+    assert table.add({t42}, two) == []
+    assert table.remove({t42}, one) == []  # two still listens
+    assert table.remove({t42}, two) == [t42]
+    assert table.remove({t42}, two) == []  # not registered: a no-op
+    assert table.topics() == {t7}
+    assert table.remove({t7}, one) == [t7]
+    assert len(table) == 0
+
+
+def test_each_callback_once_per_message_in_registration_order():
+    table = CallbackTable()
+    t1, t2 = Topic("a", "1"), Topic("b", "2")
+
+    def first(message): ...
+
+    def second(message): ...
+
+    table.add({t1, t2}, first)
+    table.add({t2}, second)
+    assert table.match([t1, t2]) == [first, second]
+    assert table.match([Topic("c", "3")]) == []
+
+
+def test_registering_twice_needs_two_unregisters():
+    table = CallbackTable()
+    topic = Topic("a", "1")
+
+    def cb(message): ...
+
+    table.add({topic}, cb)
+    table.add({topic}, cb)
+    assert table.remove({topic}, cb) == []
+    assert table.match({topic}) == [cb]
+    assert table.remove({topic}, cb) == [topic]

@@ -1,0 +1,167 @@
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+
+import pytest
+import standardwebhooks
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from skyhooks import ConfigurationError, InvalidDataError, InvalidKeysError, generate_secret
+from skyhooks.core import RequestError
+from skyhooks.core.protocol import RecentIds, Signer, Verifier, parse_reply
+
+
+@pytest.fixture
+def verifier(secret):
+    return Verifier(secret)
+
+
+def test_round_trip(secret, verifier):
+    message = Signer(secret).build({"account_id": 42}, {"progress": [1, 2]})
+    parsed = verifier.parse("POST", message.headers, message.body)
+    assert parsed.message.keys == {"account_id": 42}
+    assert parsed.message.data == {"progress": [1, 2]}
+    assert parsed.message.id == message.id == message.headers["webhook-id"]
+    assert {str(t) for t in parsed.topics} == {"account_id=42"}
+
+
+def test_headers_in_any_case(secret, verifier):
+    message = Signer(secret).build({"a": 1}, None)
+    shouty = {k.upper(): v for k, v in message.headers.items()}
+    assert verifier.parse("post", shouty, message.body).message.data is None
+
+
+def test_standardwebhooks_verifies_what_we_sign(secret):
+    message = Signer(secret).build({"a": 1}, {"x": "é"})
+    payload = standardwebhooks.Webhook(secret).verify(message.body, dict(message.headers))
+    assert payload == {"keys": {"a": 1}, "data": {"x": "é"}}
+
+
+def test_we_verify_what_standardwebhooks_signs(secret, verifier):
+    body = json.dumps({"keys": {"account_id": "7"}, "data": 1})
+    now = datetime.now(tz=timezone.utc)
+    signature = standardwebhooks.Webhook(secret).sign("msg_external", now, body)
+    headers = {
+        "Content-Type": "application/json; charset=utf-8",
+        "webhook-id": "msg_external",
+        "webhook-timestamp": str(int(now.timestamp())),
+        # several signatures, as during secret rotation: one valid is enough
+        "webhook-signature": f"v1,AAAA {signature}",
+    }
+    assert verifier.parse("POST", headers, body.encode()).message.id == "msg_external"
+
+
+def _status(verifier, method, headers, body):
+    with pytest.raises(RequestError) as info:
+        verifier.parse(method, headers, body)
+    return info.value.status, info.value.reason
+
+
+def test_every_malformed_input_maps_to_its_status(secret, verifier):
+    good = Signer(secret).build({"a": 1}, None)
+    h = dict(good.headers)
+    cases = [
+        ("GET", h, good.body, 405),
+        ("POST", h, b"x" * (1024 * 1024 + 1), 413),
+        ("POST", {**h, "content-type": "text/plain"}, good.body, 415),
+        ("POST", {"content-type": "application/json"}, good.body, 401),
+        ("POST", {**h, "webhook-signature": "v1"}, good.body, 401),  # ValueError inside the package
+        ("POST", {**h, "webhook-signature": "v1,@@@"}, good.body, 401),  # binascii.Error
+        ("POST", {**h, "webhook-signature": "v1,a,b"}, good.body, 401),
+        ("POST", {**h, "webhook-timestamp": "nan"}, good.body, 401),
+        ("POST", {**h, "webhook-timestamp": "1e400"}, good.body, 401),
+        ("POST", {**h, "webhook-timestamp": str(int(time.time()) - 301)}, good.body, 401),
+        ("POST", {**h, "webhook-id": "x" * 300}, good.body, 401),
+        ("POST", h, good.body + b" ", 401),  # body changed after signing
+        ("POST", h, b"\xff" + good.body, 400),  # UnicodeDecodeError inside the package
+    ]
+    for method, headers, body, expected in cases:
+        assert _status(verifier, method, headers, body)[0] == expected, (method, headers, body[:20])
+    other = Signer(generate_secret()).build({"a": 1}, None)
+    assert _status(verifier, "POST", other.headers, other.body)[0] == 401
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"{", b"[]", b'"x"', b'{"data": 1}', b'{"keys": []}', b'{"keys": {"a b": 1}}', b'{"keys": {"a": 1.5}}',
+     b'{"keys": {"a": 1}, "data": Infinity}', b"[" * 50_000 + b"]" * 50_000, b'{"keys": {"a": 1' + b"0" * 5000 + b"}}"],
+)
+def test_bad_bodies_are_400(secret, verifier, body):
+    headers = _sign(secret, body)
+    status, reason = _status(verifier, "POST", headers, body)
+    assert status == 400 and reason
+
+
+def _sign(secret, body: bytes, msg_id: str = "msg_1") -> dict[str, str]:
+    now = datetime.now(tz=timezone.utc)
+    return {
+        "content-type": "application/json",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": standardwebhooks.Webhook(secret).sign(msg_id, now, body.decode()),
+    }
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    method=st.sampled_from(["POST", "GET", "post", "DELETE"]),
+    headers=st.dictionaries(
+        st.sampled_from(["content-type", "webhook-id", "webhook-timestamp", "webhook-signature", "x"]),
+        st.text(max_size=80),
+    ),
+    body=st.binary(max_size=300),
+)
+def test_any_request_is_a_message_or_a_4xx(method, headers, body):
+    verifier = Verifier("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+    try:
+        verifier.parse(method, headers, body)
+    except RequestError as exc:
+        assert 400 <= exc.status < 500 and exc.reason
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.recursive(st.none() | st.booleans() | st.integers() | st.text(), lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner), max_leaves=20))
+def test_any_json_data_round_trips(data):
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    message = Signer(secret).build({"k": 1}, data)
+    assert Verifier(secret).parse("POST", message.headers, message.body).message.data == data
+
+
+def test_bad_data_and_keys_fail_before_sending(secret):
+    signer = Signer(secret)
+    with pytest.raises(InvalidDataError):
+        signer.build({"a": 1}, {"x": object()})
+    with pytest.raises(InvalidDataError):
+        signer.build({"a": 1}, float("nan"))
+    with pytest.raises(InvalidKeysError):
+        signer.build({"a b": 1}, None)
+
+
+@pytest.mark.parametrize("secret", ["", "   ", "whsec_", "whsec_!!!!"])
+def test_unusable_secrets_say_how_to_make_one(secret):
+    with pytest.raises(ConfigurationError, match="generate_secret"):
+        Signer(secret)
+
+
+def test_recent_ids_are_bounded_and_expire():
+    now = [0.0]
+    recent = RecentIds(window=10, max_size=3, clock=lambda: now[0])
+    assert not recent.check_and_add("a")
+    assert recent.check_and_add("a")
+    for name in "bcd":
+        assert not recent.check_and_add(name)
+    assert len(recent) == 3
+    assert not recent.check_and_add("a")  # forgotten: oldest first past max_size
+    now[0] = 11
+    assert not recent.check_and_add("e")
+    assert len(recent) == 1  # the rest expired
+
+
+def test_replies_from_foreign_receivers_count_as_one():
+    assert parse_reply(b'{"status":"ok","notified":3}').notified == 3
+    assert parse_reply(b'{"status":"ok","notified":0,"duplicate":true}').duplicate
+    assert parse_reply(b"thanks").notified == 1
+    assert parse_reply(b'{"notified": true}').notified == 1
