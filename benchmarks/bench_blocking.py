@@ -64,7 +64,9 @@ def main() -> None:
         http = urllib3.PoolManager(maxsize=publisher.concurrency, retries=False)
 
         def urllib3_round() -> int:
-            responses = list(pool.map(lambda u: http.request("POST", u, body=message.body, headers=headers), urls))
+            responses = list(
+                pool.map(lambda u: http.request("POST", u, body=message.body, headers=headers), urls)
+            )
             assert all(r.status == 200 for r in responses)
             return 4
 
@@ -79,8 +81,11 @@ def main() -> None:
             return 4
 
         results = {}
-        for name, fn in (("skyhooks.Publisher", skyhooks_round), ("urllib3 + threads", urllib3_round),
-                         ("requests + threads", requests_round)):
+        for name, fn in (
+            ("skyhooks.Publisher", skyhooks_round),
+            ("urllib3 + threads", urllib3_round),
+            ("requests + threads", requests_round),
+        ):
             fn()  # warm the connections
             results[name] = run_for(args.seconds, args.callers, fn)
         total = sum(received_count(u.replace("/hook", "/count")) for u in urls)

@@ -32,10 +32,15 @@ class Process:
 
 
 @contextlib.contextmanager
-def start_process(cmd: Sequence[str], env: dict[str, str] | None = None, timeout: float = 30) -> Iterator[Process]:
+def start_process(
+    cmd: Sequence[str], env: dict[str, str] | None = None, timeout: float = 30
+) -> Iterator[Process]:
     """Run a server program that prints ``LISTENING <port>``; SIGTERM (then kill) it on exit."""
     proc = subprocess.Popen(
-        list(cmd), cwd=REPO, stdout=subprocess.PIPE, text=True,
+        list(cmd),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
         env={**os.environ, **(env or {})},
     )
     try:
@@ -120,7 +125,9 @@ def _lua_string(value: str) -> str:
 def _write_requests(path: Path, requests: list[tuple[dict[str, str], bytes]]) -> None:
     with path.open("w") as out:
         for headers, body in requests:
-            fields = [headers.get(name, "") for name in ("webhook-id", "webhook-timestamp", "webhook-signature")]
+            fields = [
+                headers.get(name, "") for name in ("webhook-id", "webhook-timestamp", "webhook-signature")
+            ]
             text = body.decode()
             if "\n" in text or "\t" in text:
                 raise ValueError("benchmark bodies must be single-line JSON without tabs")
@@ -135,8 +142,13 @@ class WrkResult:
     socket_errors: int
 
 
-def wrk(url: str, requests: list[tuple[dict[str, str], bytes]], duration: float = 8.0,
-        connections: int = 32, threads: int = 1) -> WrkResult:
+def wrk(
+    url: str,
+    requests: list[tuple[dict[str, str], bytes]],
+    duration: float = 8.0,
+    connections: int = 32,
+    threads: int = 1,
+) -> WrkResult:
     """Run wrk against *url*, cycling through *requests* (headers, body); one thread
     by default so the server under test keeps the other core."""
     if shutil.which("wrk") is None:
@@ -145,10 +157,14 @@ def wrk(url: str, requests: list[tuple[dict[str, str], bytes]], duration: float 
     with tempfile.TemporaryDirectory() as tmp:
         data, script = Path(tmp) / "requests.lua", Path(tmp) / "script.lua"
         _write_requests(data, requests)
-        script.write_text(_WRK_SCRIPT % {"data": _lua_string(str(data)), "threads": threads, "path": _lua_string(path)})
+        script.write_text(
+            _WRK_SCRIPT % {"data": _lua_string(str(data)), "threads": threads, "path": _lua_string(path)}
+        )
         out = subprocess.run(
             ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "-s", str(script), url],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
@@ -158,8 +174,9 @@ def wrk(url: str, requests: list[tuple[dict[str, str], bytes]], duration: float 
     return WrkResult(rate, total, int(bad.group(1)) if bad else 0, socket_errors)
 
 
-def signed_requests(secret: str, count: int, keys: dict[str, Any] | None = None,
-                    data: Any = None) -> list[tuple[dict[str, str], bytes]]:
+def signed_requests(
+    secret: str, count: int, keys: dict[str, Any] | None = None, data: Any = None
+) -> list[tuple[dict[str, str], bytes]]:
     """*count* distinct signed webhook requests (distinct ids: no duplicate path)."""
     from skyhooks.core.protocol import Signer
 
@@ -169,8 +186,14 @@ def signed_requests(secret: str, count: int, keys: dict[str, Any] | None = None,
     return [(dict(m.headers), m.body) for m in built]
 
 
-def wrk_signed(url: str, secret: str, duration: float = 8.0, connections: int = 32,
-               keys: dict[str, Any] | None = None, rate_hint: int = 15_000) -> float:
+def wrk_signed(
+    url: str,
+    secret: str,
+    duration: float = 8.0,
+    connections: int = 32,
+    keys: dict[str, Any] | None = None,
+    rate_hint: int = 15_000,
+) -> float:
     """Requests/s of signed webhook POSTs to *url*; asserts every answer was 2xx
     and that no id repeated (enough distinct requests for *rate_hint* req/s)."""
     count = int(rate_hint * duration)

@@ -95,8 +95,12 @@ class Publisher(BasePublisher):
         for reused in (True, False):
             try:
                 response = self._http.request(
-                    "POST", send.url, body=send.body, headers=dict(send.headers),
-                    timeout=timeout, redirect=False,
+                    "POST",
+                    send.url,
+                    body=send.body,
+                    headers=dict(send.headers),
+                    timeout=timeout,
+                    redirect=False,
                 )
                 return HTTPResult(response.status, response.headers, response.data)
             except ProtocolError as exc:
@@ -107,7 +111,11 @@ class Publisher(BasePublisher):
                     continue
                 raise TransportError("error", str(exc)) from exc
             except NewConnectionError as exc:
-                kind = "refused" if isinstance(exc.__cause__ or exc.__context__, ConnectionRefusedError) else "error"
+                kind = (
+                    "refused"
+                    if isinstance(exc.__cause__ or exc.__context__, ConnectionRefusedError)
+                    else "error"
+                )
                 raise TransportError(kind, str(exc)) from exc
             except (ConnectTimeoutError, ReadTimeoutError) as exc:
                 raise TransportError("timeout", f"no answer within {send.timeout:.1f}s") from exc

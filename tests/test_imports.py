@@ -39,7 +39,8 @@ def test_core_imports_and_works_with_no_framework_client_or_driver():
         store.add("http://127.0.0.1:1/h", {Topic("a", "1")}, 10)
         assert store.lookup({Topic("a", "1")})
         Signer(generate_secret()).build({"a": 1}, None)
-        loaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED | {"urllib3", "requests", "httpx"})
+        clients = BLOCKED | {"urllib3", "requests", "httpx"}
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in clients)
         assert not loaded, loaded
         print("ok")
         """,

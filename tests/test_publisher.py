@@ -115,7 +115,11 @@ def test_notified_zero_drops_the_topic_but_keeps_the_url(publisher, store):
 
 def test_hanging_receiver_times_out_and_is_reported(store, secret):
     policy = RetryPolicy(attempts=2, backoff=0.05, deadline=3, timeout=0.4)
-    with Publisher(store, secret, retry=policy) as publisher, Receiver(["hang"]) as hanging, Receiver() as fine:
+    with (
+        Publisher(store, secret, retry=policy) as publisher,
+        Receiver(["hang"]) as hanging,
+        Receiver() as fine,
+    ):
         store.add(hanging.url, {T42}, ttl=60)
         store.add(fine.url, {T42}, ttl=60)
         started = time.monotonic()
@@ -127,7 +131,10 @@ def test_hanging_receiver_times_out_and_is_reported(store, secret):
 
 
 def test_store_down_raises_before_sending(tmp_path, secret):
-    with Publisher(f"sqlite:///{tmp_path}/missing/dir/hooks.db", secret) as publisher, pytest.raises(StoreError):
+    with (
+        Publisher(f"sqlite:///{tmp_path}/missing/dir/hooks.db", secret) as publisher,
+        pytest.raises(StoreError),
+    ):
         publisher.notify({"account_id": 42}, 1)
 
 

@@ -202,7 +202,9 @@ def deliver(
         remaining = policy.deadline - (clock() - started)
         wait: float | None = None
         try:
-            result = yield Send(url, message.headers, message.body, min(policy.timeout, max(remaining, 0.001)))
+            result = yield Send(
+                url, message.headers, message.body, min(policy.timeout, max(remaining, 0.001))
+            )
         except TransportError as exc:
             reason, retry, gone = f"{exc.kind}: {exc.detail}", True, exc.kind == "refused"
         except Exception as exc:  # an adapter bug must not lose the message silently

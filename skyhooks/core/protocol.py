@@ -52,8 +52,8 @@ __all__ = [
     "error_response",
     "generate_secret",
     "ok_response",
-    "parse_request",
     "parse_reply",
+    "parse_request",
 ]
 
 DEFAULT_MAX_BODY_SIZE = 1024 * 1024
@@ -112,9 +112,7 @@ class Signer:
         checked = validate_keys(keys)
         try:
             # allow_nan=False: NaN and Infinity are not JSON and other receivers choke on them.
-            text = json.dumps(
-                {"keys": checked, "data": data}, separators=(",", ":"), allow_nan=False
-            )
+            text = json.dumps({"keys": checked, "data": data}, separators=(",", ":"), allow_nan=False)
         except (TypeError, ValueError, RecursionError) as exc:
             raise InvalidDataError(f"data cannot be sent as JSON: {exc}") from exc
         message_id = message_id or f"msg_{uuid.uuid4().hex}"
@@ -170,9 +168,7 @@ def parse_request(
     lower = {name.lower(): value for name, value in headers.items()}
     media_type = lower.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type != "application/json":
-        raise UnsupportedMediaType(
-            f"content-type must be application/json, not {media_type or 'missing'!r}"
-        )
+        raise UnsupportedMediaType(f"content-type must be application/json, not {media_type or 'missing'!r}")
     missing = [name for name in _SIGNATURE_HEADERS if not lower.get(name)]
     if missing:
         raise Unauthorized(f"unsigned request: missing {', '.join(missing)} header")
@@ -215,9 +211,7 @@ class Response:
 
     status: int
     body: bytes
-    headers: Mapping[str, str] = field(
-        default_factory=lambda: {"Content-Type": "application/json"}
-    )
+    headers: Mapping[str, str] = field(default_factory=lambda: {"Content-Type": "application/json"})
 
 
 def ok_response(notified: int, *, duplicate: bool = False) -> Response:

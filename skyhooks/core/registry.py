@@ -294,7 +294,9 @@ class BaseRegistry(abc.ABC, Generic[W]):
         if time.monotonic() + delay > self._stop_deadline:
             log.warning(
                 "could not remove %s from the store (%s); its subscriptions expire within %.0fs",
-                self.url, error, self.ttl,
+                self.url,
+                error,
+                self.ttl,
             )
             self._finish_stop(False)
             return

@@ -84,8 +84,9 @@ def test_duplicates_are_acknowledged_not_redispatched(instance):
 
 def _signed(secret, body: bytes, **changes):
     message = Signer(secret).build(A42, None)
-    from skyhooks.core.protocol import _webhook
     from datetime import datetime, timezone
+
+    from skyhooks.core.protocol import _webhook
 
     timestamp = changes.pop("timestamp", time.time())
     when = datetime.fromtimestamp(timestamp, tz=timezone.utc)
@@ -114,7 +115,12 @@ def bad_requests(secret, other_secret):
     yield "malformed JSON", "POST", *_signed(secret, b'{"keys": {"account_id": 42'), 400
     yield "JSON not an object", "POST", *_signed(secret, b"[1, 2]"), 400
     yield "NaN is not JSON", "POST", *_signed(secret, b'{"keys": {"account_id": 42}, "data": NaN}'), 400
-    yield "deeply nested", "POST", *_signed(secret, b'{"keys": {"a": 1}, "data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"), 400
+    yield (
+        "deeply nested",
+        "POST",
+        *_signed(secret, b'{"keys": {"a": 1}, "data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"),
+        400,
+    )
     yield "no keys", "POST", *_signed(secret, b'{"data": 1}'), 400
     yield "bad key name", "POST", *_signed(secret, b'{"keys": {"no spaces": 1}}'), 400
     yield "bool key value", "POST", *_signed(secret, b'{"keys": {"account_id": true}}'), 400
@@ -122,7 +128,12 @@ def bad_requests(secret, other_secret):
     yield "empty keys", "POST", *_signed(secret, b'{"keys": {}}'), 400
     not_utf8 = b'{"keys": {"account_id": 42}, "data": "\xff\xfe"}'
     yield "not UTF-8", "POST", not_utf8, _signed(secret, GOOD_BODY)[1], 400
-    yield "oversized body", "POST", *_signed(secret, b'{"keys": {"a": 1}, "data": "' + b"x" * (1024 * 1024) + b'"}'), 413
+    yield (
+        "oversized body",
+        "POST",
+        *_signed(secret, b'{"keys": {"a": 1}, "data": "' + b"x" * (1024 * 1024) + b'"}'),
+        413,
+    )
     yield "GET", "GET", b"", headers, 405
     yield "PUT", "PUT", good, headers, 405
     yield "text/plain", "POST", good, {**headers, "content-type": "text/plain"}, 415
@@ -237,7 +248,9 @@ def test_store_outage_never_blocks_and_heals(start_instance, private_mongo):
     private_mongo.start()  # same port, empty: the store lost everything
     healed = wait_for(
         lambda: store.lookup({t42, t7}) == {instance.url: frozenset({t42, t7})},
-        timeout=20, interval=0.25, what="the store to heal",
+        timeout=20,
+        interval=0.25,
+        what="the store to heal",
     )
     assert healed
     assert instance.send(A7, "after")[1]["notified"] == 1
@@ -269,10 +282,16 @@ def test_publisher_retries_prunes_and_drops(start_instance, sqlite_url):
     store = open_store(sqlite_url)
     topic = Topic("account_id", "42")
     dead = refused_url()
-    with Receiver(script=[503, 200]) as flaky, Receiver(notified=0) as unused, Receiver(script=[400]) as rejecting:
+    with (
+        Receiver(script=[503, 200]) as flaky,
+        Receiver(notified=0) as unused,
+        Receiver(script=[400]) as rejecting,
+    ):
         for url in (dead, flaky.url, unused.url, rejecting.url):
             store.add(url, {topic}, ttl=60)
-        report = instance.notify(A42, "x", retry={"attempts": 3, "backoff": 0.05, "deadline": 5, "timeout": 2})
+        report = instance.notify(
+            A42, "x", retry={"attempts": 3, "backoff": 0.05, "deadline": 5, "timeout": 2}
+        )
         assert set(report["urls"]) == {dead, flaky.url, unused.url, rejecting.url}
         assert set(report["delivered"]) == {flaky.url, unused.url}
         assert flaky.count == 2  # 503, then delivered on the retry
@@ -291,7 +310,9 @@ def test_publisher_times_out_a_hanging_receiver(start_instance, sqlite_url):
     with Receiver(script=["hang"]) as hanging:
         store.add(hanging.url, {Topic("account_id", "42")}, ttl=60)
         started = time.monotonic()
-        report = instance.notify(A42, "x", retry={"attempts": 2, "backoff": 0.05, "deadline": 3, "timeout": 0.5})
+        report = instance.notify(
+            A42, "x", retry={"attempts": 2, "backoff": 0.05, "deadline": 3, "timeout": 0.5}
+        )
         assert time.monotonic() - started < 5
         assert report["delivered"] == [] and report["pruned"] == []
         assert report["failed"][hanging.url].startswith("timeout")

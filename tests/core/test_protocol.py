@@ -86,8 +86,18 @@ def test_every_malformed_input_maps_to_its_status(secret, verifier):
 
 @pytest.mark.parametrize(
     "body",
-    [b"{", b"[]", b'"x"', b'{"data": 1}', b'{"keys": []}', b'{"keys": {"a b": 1}}', b'{"keys": {"a": 1.5}}',
-     b'{"keys": {"a": 1}, "data": Infinity}', b"[" * 50_000 + b"]" * 50_000, b'{"keys": {"a": 1' + b"0" * 5000 + b"}}"],
+    [
+        b"{",
+        b"[]",
+        b'"x"',
+        b'{"data": 1}',
+        b'{"keys": []}',
+        b'{"keys": {"a b": 1}}',
+        b'{"keys": {"a": 1.5}}',
+        b'{"keys": {"a": 1}, "data": Infinity}',
+        b"[" * 50_000 + b"]" * 50_000,
+        b'{"keys": {"a": 1' + b"0" * 5000 + b"}}",
+    ],
 )
 def test_bad_bodies_are_400(secret, verifier, body):
     headers = _sign(secret, body)
@@ -123,7 +133,13 @@ def test_any_request_is_a_message_or_a_4xx(method, headers, body):
 
 
 @settings(max_examples=200, deadline=None)
-@given(data=st.recursive(st.none() | st.booleans() | st.integers() | st.text(), lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner), max_leaves=20))
+@given(
+    data=st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(),
+        lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
+        max_leaves=20,
+    )
+)
 def test_any_json_data_round_trips(data):
     secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
     message = Signer(secret).build({"k": 1}, data)

@@ -92,11 +92,13 @@ class FlakyStore(MemoryStore):
     def __getattribute__(self, name):
         attr = super().__getattribute__(name)
         if name in ("add", "remove", "remove_url", "renew"):
+
             def call(*args):
                 self.calls.append(name)
                 if self.down:
                     raise StoreError(f"{name}: store is down")
                 return attr(*args)
+
             return call
         return attr
 
@@ -114,6 +116,7 @@ def registry(store):
 def record(into):
     def callback(message):
         into.append(message)
+
     return callback
 
 
@@ -248,7 +251,13 @@ def test_bad_requests_are_answered_not_raised(registry):
 def test_unsafe_urls_and_ttls_are_refused(store):
     from skyhooks import ConfigurationError
 
-    for url in ("ftp://x/h", "http://user:pw@x/h", "http://169.254.169.254/latest", "http://[fe80::1]/h", "nope"):
+    for url in (
+        "ftp://x/h",
+        "http://user:pw@x/h",
+        "http://169.254.169.254/latest",
+        "http://[fe80::1]/h",
+        "nope",
+    ):
         with pytest.raises(ConfigurationError, match="URL"):
             StepRegistry(url, store, SECRET)
     with pytest.raises(ConfigurationError, match="ttl"):

@@ -47,7 +47,7 @@ def store(store_name, store_url, clock):
     elif store_name == "sqlite":
         from skyhooks.core.stores.sqlite import SQLiteStore
 
-        made = SQLiteStore(store_url[len("sqlite:///"):], clock=clock)
+        made = SQLiteStore(store_url[len("sqlite:///") :], clock=clock)
     else:
         from skyhooks.core.stores.mongodb import MongoStore
 

@@ -24,7 +24,7 @@ def only_sqlite(request):
 def test_wal_and_indexes(sqlite_url):
     store = open_store(sqlite_url)
     store.add("http://127.0.0.1:1/h", {Topic("a", "1")}, ttl=10)
-    path = sqlite_url[len("sqlite:///"):]
+    path = sqlite_url[len("sqlite:///") :]
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     plan = " ".join(
@@ -72,16 +72,14 @@ def _writer(url: str, worker: int, count: int) -> None:
 
 
 def test_many_processes_and_threads_write_at_once(sqlite_url):
-    processes, threads_per_process, count = 4, 1, 150
+    processes, count = 4, 150
     ctx = multiprocessing.get_context("spawn")
     workers = [ctx.Process(target=_writer, args=(sqlite_url, w, count)) for w in range(processes)]
     for worker in workers:
         worker.start()
     # meanwhile, threads of this process write too, through one shared store object
     store = open_store(sqlite_url)
-    threads = [
-        threading.Thread(target=_writer, args=(sqlite_url, 100 + t, count)) for t in range(3)
-    ]
+    threads = [threading.Thread(target=_writer, args=(sqlite_url, 100 + t, count)) for t in range(3)]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -22,12 +22,16 @@ _http = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=5, re
 class Instance:
     """One instance program in its own process, with its control endpoints as methods."""
 
-    def __init__(self, framework: str, store: str, secret: str, ttl: float = 90.0, log_dir: Path | None = None):
+    def __init__(
+        self, framework: str, store: str, secret: str, ttl: float = 90.0, log_dir: Path | None = None
+    ):
         self.framework = framework
         self.store = store
         self.secret = secret
         self.ttl = ttl
-        self.log_path = (log_dir or Path("/tmp")) / f"instance-{framework}-{os.getpid()}-{time.monotonic_ns()}.log"
+        self.log_path = (
+            log_dir or Path("/tmp")
+        ) / f"instance-{framework}-{os.getpid()}-{time.monotonic_ns()}.log"
         self.process: subprocess.Popen[str] | None = None
         self.port = 0
 
@@ -36,9 +40,23 @@ class Instance:
     def start(self, timeout: float = 30.0) -> Instance:
         self._log = open(self.log_path, "w")  # noqa: SIM115 - lives as long as the process
         self.process = subprocess.Popen(
-            [sys.executable, "-m", f"tests.adapters.instances.{self.framework}",
-             "--store", self.store, "--secret", self.secret, "--ttl", str(self.ttl), "--port", "0"],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=self._log, text=True,
+            [
+                sys.executable,
+                "-m",
+                f"tests.adapters.instances.{self.framework}",
+                "--store",
+                self.store,
+                "--secret",
+                self.secret,
+                "--ttl",
+                str(self.ttl),
+                "--port",
+                "0",
+            ],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
         )
         assert self.process.stdout is not None
         deadline = time.monotonic() + timeout
@@ -82,7 +100,9 @@ class Instance:
 
     # -- HTTP -------------------------------------------------------------------
 
-    def post(self, body: bytes, headers: dict[str, str], method: str = "POST", path: str = "/skyhooks") -> tuple[int, Any]:
+    def post(
+        self, body: bytes, headers: dict[str, str], method: str = "POST", path: str = "/skyhooks"
+    ) -> tuple[int, Any]:
         response = _http.request(method, f"http://127.0.0.1:{self.port}{path}", body=body, headers=headers)
         try:
             payload = json.loads(response.data)
@@ -90,14 +110,17 @@ class Instance:
             payload = response.data
         return response.status, payload
 
-    def send(self, keys: dict[str, Any], data: Any, secret: str | None = None, **build: Any) -> tuple[int, Any]:
+    def send(
+        self, keys: dict[str, Any], data: Any, secret: str | None = None, **build: Any
+    ) -> tuple[int, Any]:
         message = Signer(secret or self.secret).build(keys, data, **build)
         return self.post(message.body, dict(message.headers))
 
     def control(self, name: str, payload: Any = None, method: str = "POST") -> Any:
         body = json.dumps(payload).encode() if payload is not None else b"{}"
         response = _http.request(
-            method, f"http://127.0.0.1:{self.port}/control/{name}",
+            method,
+            f"http://127.0.0.1:{self.port}/control/{name}",
             body=None if method == "GET" else body,
             headers={"Content-Type": "application/json"},
         )

@@ -2,7 +2,8 @@
 
 A real socket server (http.server in a thread) whose answers are scripted per
 request: ``Receiver(script=[503, 200])`` answers 503 once, then 200 for ever.
-``"sleep:0.5"`` answers 200 after half a second; ``"hang"`` accepts the request and never answers (until the receiver closes).
+``"sleep:0.5"`` answers 200 after half a second; ``"hang"`` accepts the request
+and never answers (until the receiver closes).
 It records every request (headers and body) it got.
 """
 
@@ -16,7 +17,9 @@ from typing import Any
 
 
 class Receiver:
-    def __init__(self, script: list[Any] | None = None, notified: int = 1, headers: dict[str, str] | None = None):
+    def __init__(
+        self, script: list[Any] | None = None, notified: int = 1, headers: dict[str, str] | None = None
+    ):
         self.script = list(script or [200])
         self.notified = notified
         self.extra_headers = headers or {}
@@ -28,7 +31,7 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 body = self.rfile.read(length)
                 with receiver._lock:

@@ -76,9 +76,7 @@ class MongoStore:
             with self._indexes_lock, map_exceptions(_ERRORS, "mongodb store creating indexes"):
                 if not self._indexes_ready:
                     coll = self._collection
-                    coll.create_index(
-                        [("name", 1), ("value", 1), ("url", 1)], unique=True, name="topic_url"
-                    )
+                    coll.create_index([("name", 1), ("value", 1), ("url", 1)], unique=True, name="topic_url")
                     coll.create_index([("url", 1)], name="url")
                     coll.create_index([("expires_at", 1)], expireAfterSeconds=0, name="expires_at_ttl")
                     self._indexes_ready = True

@@ -76,7 +76,7 @@ class SQLiteStore:
                 f"SQLite store URLs look like sqlite:///relative/path.db or "
                 f"sqlite:////absolute/path.db, not {url!r}"
             )
-        return cls(url[len(prefix):].split("?", 1)[0])
+        return cls(url[len(prefix) :].split("?", 1)[0])
 
     # -- connections -----------------------------------------------------
 
