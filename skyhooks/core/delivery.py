@@ -157,7 +157,8 @@ class RetryPolicy:
 
     def delay(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
         """Seconds to wait after failed try number *attempt* (1-based)."""
-        return rand() * min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
+        exponential: float = self.backoff * 2.0 ** (attempt - 1)
+        return rand() * min(self.max_backoff, exponential)
 
 
 RETRY_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))

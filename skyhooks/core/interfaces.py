@@ -14,7 +14,7 @@ from zope.interface import Interface
 __all__ = ["IHookStore"]
 
 
-class IHookStore(Interface):  # type: ignore[misc]
+class IHookStore(Interface):
     """Where instances publish which topics they listen for, and publishers look.
 
     Every method is blocking and thread-safe; adapters call them off their event

@@ -310,7 +310,8 @@ class BaseRegistry(abc.ABC, Generic[W]):
 
     def _backoff(self) -> float:
         ceiling = min(30.0, self.ttl / 3)
-        return min(ceiling, 0.5 * 2 ** min(self._failures - 1, 16)) * (0.5 + random.random() / 2)
+        exponential: float = 0.5 * 2.0 ** min(self._failures - 1, 16)
+        return min(ceiling, exponential) * (0.5 + random.random() / 2)
 
     @staticmethod
     def _release(waiters: list[Resolve]) -> None:

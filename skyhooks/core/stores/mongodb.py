@@ -32,7 +32,7 @@ from ..values import Subscription
 
 __all__ = ["MongoStore"]
 
-_ERRORS = {pymongo.errors.PyMongoError: StoreError}
+_ERRORS: dict[type[BaseException], type[StoreError]] = {pymongo.errors.PyMongoError: StoreError}
 
 #: Without these, pymongo waits 30 s for an unreachable server; a publisher
 #: should learn that the store is down in a few seconds and say so.

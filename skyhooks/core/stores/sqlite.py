@@ -44,7 +44,7 @@ _UPSERT = (
     "ON CONFLICT (name, value, url) DO UPDATE SET expires_at = excluded.expires_at"
 )
 
-_ERRORS = {sqlite3.Error: StoreError}
+_ERRORS: dict[type[BaseException], type[StoreError]] = {sqlite3.Error: StoreError}
 
 
 @implementer(IHookStore)
