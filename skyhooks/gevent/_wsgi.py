@@ -1,0 +1,94 @@
+"""The webhook as a WSGI application, and a pywsgi server that answers without delay."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
+from typing import Any
+
+from gevent import pywsgi
+
+from ..core.errors import BadRequest, PayloadTooLarge
+from ..core.protocol import Response, error_response
+from ._registry import Registry
+
+StartResponse = Callable[..., Any]
+
+
+class WebhookApp:
+    """A WSGI application that treats every request it is given as a webhook request.
+
+    >>> WSGIServer(("0.0.0.0", 8001), WebhookApp(registry)).serve_forever()
+
+    Mount it at the path of the registry's URL with any WSGI dispatcher. It
+    reads at most ``registry.max_body_size + 1`` bytes of any body.
+    """
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        response, consumed = self._respond(environ)
+        headers = [*response.headers.items(), ("Content-Length", str(len(response.body)))]
+        if not consumed:
+            # What is left of the body would be parsed as the next request.
+            headers.append(("Connection", "close"))
+        start_response(f"{response.status} {_phrase(response.status)}", headers)
+        return [response.body]
+
+    def _respond(self, environ: dict[str, Any]) -> tuple[Response, bool]:
+        limit = self.registry.max_body_size
+        declared = _content_length(environ)
+        if declared is not None and declared > limit:
+            refusal = PayloadTooLarge(f"body of {declared} bytes is over the limit of {limit}")
+            return error_response(refusal), False
+        try:
+            body = environ["wsgi.input"].read(limit + 1 if declared is None else declared)
+        except (OSError, ValueError) as exc:  # pywsgi's bad chunked encoding is an OSError
+            return error_response(BadRequest(f"the request body could not be read: {exc}")), False
+        response = self.registry.handle_request(environ["REQUEST_METHOD"], _headers(environ), body)
+        return response, len(body) <= limit
+
+
+class WSGIServer(pywsgi.WSGIServer):  # type: ignore[misc]
+    """``gevent.pywsgi.WSGIServer`` with TCP_NODELAY on every connection.
+
+    Without it, a client that writes headers and body separately (urllib3,
+    requests) waits ~40 ms per request for Nagle's algorithm and delayed ACKs.
+    """
+
+    def handle(self, sock: socket.socket, address: Any) -> None:
+        with contextlib.suppress(OSError):  # not TCP: a Unix socket has no Nagle
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().handle(sock, address)
+
+
+def _headers(environ: dict[str, Any]) -> dict[str, str]:
+    headers = {
+        name[5:].replace("_", "-").lower(): value
+        for name, value in environ.items()
+        if name.startswith("HTTP_")
+    }
+    for name in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        if environ.get(name):
+            headers[name.replace("_", "-").lower()] = environ[name]
+    return headers
+
+
+def _content_length(environ: dict[str, Any]) -> int | None:
+    """The declared body length, or None when absent (chunked) or malformed:
+    then the body is read up to the limit and looked at."""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or "")
+    except ValueError:
+        return None
+    return length if length >= 0 else None
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
