@@ -1,3 +1,5 @@
+# twisted.web is only partly annotated.
+# mypy: allow-untyped-calls
 """The demo server on Twisted: ``python -m skyhooks.demo.twisted_server --store URL --secret S``."""
 
 from __future__ import annotations
@@ -100,7 +102,8 @@ class RunTaskResource(Resource):
 def main() -> None:
     args = parse_args("twisted")
     root = Resource()
-    port = reactor.listenTCP(args.port, Site(root), interface=args.host).getHost().port
+    listening = reactor.listenTCP(args.port, Site(root), interface=args.host)  # type: ignore[arg-type]
+    port = listening.getHost().port  # type: ignore[attr-defined]  # an IPv4Address
     registry = Registry(webhook_url(args.host, port), args.store, args.secret, ttl=args.ttl)
     workers = Workers(args.store, args.secret)
     root.putChild(b"", PageResource())
