@@ -1,0 +1,191 @@
+"""The Twisted publisher: treq over a persistent connection pool, Deferreds throughout."""
+# mypy: allow-untyped-calls
+# (much of twisted.web and treq is unannotated)
+
+from __future__ import annotations
+
+from typing import Any
+
+import treq
+from treq.client import HTTPClient
+from twisted.internet import error
+from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore, gatherResults, succeed
+from twisted.internet.defer import TimeoutError as DeferredTimeoutError
+from twisted.internet.task import deferLater
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+from twisted.web._newclient import RequestNotSent  # raised through twisted.web.client, not exported there
+from twisted.web.client import (
+    Agent,
+    HTTPConnectionPool,
+    RequestTransmissionFailed,
+    ResponseFailed,
+    ResponseNeverReceived,
+)
+from twisted.web.error import SchemeNotSupported
+from twisted.web.http_headers import Headers
+
+from ..core import BasePublisher
+from ..core.delivery import Call, Effect, Flow, Gather, HTTPResult, Send, Sleep, run_async
+from ..core.errors import TransportError
+from ..core.keys import Keys
+from ..core.values import DeliveryReport
+from ._endpoints import DirectToAddresses
+
+__all__ = ["Publisher"]
+
+
+class Publisher(BasePublisher):
+    """Publishes with treq; ``notify(keys, data)`` returns a Deferred firing with a DeliveryReport.
+
+    ``client`` replaces the treq ``HTTPClient`` (``treq.testing.StubTreq`` in
+    tests); ``reactor`` and ``threadpool`` (for store calls) work as in
+    :class:`~skyhooks.twisted.Registry`.
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        secret: str | bytes,
+        *,
+        reactor: Any = None,
+        client: HTTPClient | None = None,
+        threadpool: ThreadPool | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(store, secret, **options)
+        if reactor is None:
+            from twisted.internet import reactor
+        self._reactor = reactor
+        self._threadpool = threadpool
+        self._pool: HTTPConnectionPool | None = None
+        if client is None:
+            self._pool = HTTPConnectionPool(reactor, persistent=True)
+            self._pool.maxPersistentPerHost = self.concurrency
+            agent = Agent.usingEndpointFactory(reactor, DirectToAddresses(reactor), pool=self._pool)
+            client = HTTPClient(agent)
+        self._client = client
+        self._owns_store = isinstance(store, str)
+
+    def notify(self, keys: Keys, data: Any) -> Deferred[DeliveryReport]:
+        """Deliver *data* to every callback listening for any of *keys*.
+
+        Fails with ``ValueError`` for bad keys or data and with
+        :class:`skyhooks.StoreError` when the store cannot be read, before
+        sending anything; every other failure is in the report.
+        """
+        return Deferred.fromCoroutine(self._notify(keys, data))
+
+    async def _notify(self, keys: Keys, data: Any) -> DeliveryReport:
+        # Inside the coroutine, so bad input fails the Deferred like any other error.
+        return await run_async(self._flow(keys, data), self._perform)
+
+    def close(self) -> Deferred[None]:
+        """Close pooled connections (and the store, if opened here)."""
+        if self._owns_store:
+            self.store.close()
+        if self._pool is None:
+            return succeed(None)
+        closed: Deferred[None] = self._pool.closeCachedConnections()
+        return closed
+
+    def _perform(self, effect: Effect) -> Deferred[Any]:
+        if isinstance(effect, Send):
+            return self._send(effect)
+        if isinstance(effect, Gather):
+            semaphore = DeferredSemaphore(effect.limit)
+            runs = [semaphore.run(self._run, flow) for flow in effect.flows]
+            return gatherResults(runs, consumeErrors=True)
+        if isinstance(effect, Call):
+            pool = self._threadpool or self._reactor.getThreadPool()
+            return deferToThreadPool(self._reactor, pool, effect.fn, *effect.args)
+        if isinstance(effect, Sleep):
+            return deferLater(self._reactor, effect.seconds, lambda: None)
+        raise TypeError(f"unknown effect {effect!r}")
+
+    def _run(self, flow: Flow[Any]) -> Deferred[Any]:
+        return Deferred.fromCoroutine(run_async(flow, self._perform))
+
+    def _send(self, send: Send) -> Deferred[HTTPResult]:
+        expired = False
+        headers = Headers({name: [value] for name, value in send.headers.items()})
+
+        def post() -> Deferred[Any]:
+            return self._client.post(send.url, data=send.body, headers=headers, allow_redirects=False)
+
+        def retry_stale(failure: Failure) -> Any:
+            # Most often a keep-alive connection the instance closed while idle:
+            # one immediate retry on a fresh connection is safe, because
+            # receivers drop duplicate webhook-ids.
+            failure.trap(ResponseNeverReceived, RequestNotSent)
+            return failure if expired else post()
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            exchange.cancel()
+
+        def translate(failure: Failure) -> Any:
+            return _transport_error(failure, f"no answer within {send.timeout:.1f}s" if expired else None)
+
+        exchange = post().addErrback(retry_stale).addCallback(_read)
+        timer = self._reactor.callLater(send.timeout, expire)
+        exchange.addBoth(_cancelling, timer)
+        return exchange.addErrback(translate)
+
+
+def _read(response: Any) -> Deferred[HTTPResult]:
+    headers = {
+        name.decode("latin-1"): b", ".join(values).decode("latin-1")
+        for name, values in response.headers.getAllRawHeaders()
+    }
+    return treq.content(response).addCallback(lambda body: HTTPResult(response.code, headers, body))
+
+
+def _cancelling(result: Any, timer: Any) -> Any:
+    if timer.active():
+        timer.cancel()
+    return result
+
+
+#: Twisted and treq failures below HTTP, most specific first, and the kind the core retries on.
+_TRANSPORT_KINDS: tuple[tuple[tuple[type[BaseException], ...], str], ...] = (
+    ((error.ConnectionRefusedError,), "refused"),
+    ((DeferredTimeoutError, error.TimeoutError, CancelledError), "timeout"),
+    (
+        (
+            error.ConnectError,
+            error.ConnectionClosed,
+            ResponseFailed,  # also ResponseNeverReceived
+            RequestTransmissionFailed,
+            RequestNotSent,
+            SchemeNotSupported,
+            OSError,  # DNS lookup failures among others
+        ),
+        "error",
+    ),
+)
+
+
+def _transport_error(failure: Failure, timed_out: str | None) -> Failure:
+    """Raise the TransportError for a failure below HTTP; pass anything else on.
+
+    *timed_out* says why, when our own timer cancelled the exchange: whatever
+    twisted raised then (CancelledError, ResponseNeverReceived...) is a timeout.
+    """
+    exc = failure.value
+    if timed_out:
+        raise TransportError("timeout", timed_out) from exc
+    for classes, kind in _TRANSPORT_KINDS:
+        if isinstance(exc, classes):
+            raise TransportError(kind, _describe(exc)) from exc
+    return failure  # not a transport failure: an adapter bug, which the core logs
+
+
+def _describe(exc: BaseException) -> str:
+    # twisted.web wraps the real causes in a list of Failures.
+    reasons = getattr(exc, "reasons", None)
+    if reasons:
+        return "; ".join(f"{type(r.value).__name__}: {r.value}" for r in reasons)
+    return str(exc) or type(exc).__name__
