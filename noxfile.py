@@ -34,17 +34,26 @@ def stores(session: nox.Session, store: str) -> None:
 
 @nox.session
 def tests_tornado(session: nox.Session) -> None:
-    run_pytest(session, "test,tornado,curl,mongodb", "tests/adapters", "--framework=tornado")
+    run_pytest(
+        session, "test,tornado,curl,mongodb",
+        "tests/adapters/test_behaviour.py", "tests/adapters/test_tornado_specific.py", "--framework=tornado",
+    )
 
 
 @nox.session
 def tests_gevent(session: nox.Session) -> None:
-    run_pytest(session, "test,gevent,mongodb", "tests/adapters", "--framework=gevent")
+    run_pytest(
+        session, "test,gevent,mongodb",
+        "tests/adapters/test_behaviour.py", "tests/adapters/test_gevent_specific.py", "--framework=gevent",
+    )
 
 
 @nox.session
 def tests_twisted(session: nox.Session) -> None:
-    run_pytest(session, "test,twisted,mongodb", "tests/adapters", "--framework=twisted")
+    run_pytest(
+        session, "test,twisted,mongodb",
+        "tests/adapters/test_behaviour.py", "tests/adapters/test_twisted_specific.py", "--framework=twisted",
+    )
 
 
 @nox.session
@@ -58,3 +67,9 @@ def lint(session: nox.Session) -> None:
 def types(session: nox.Session) -> None:
     session.install("-e", ".[types,all]")
     session.run("mypy", "skyhooks")
+
+
+@nox.session
+def cli(session: nox.Session) -> None:
+    """The skyhooks command and the mixed-stack demo (Tornado, gevent and Twisted side by side)."""
+    run_pytest(session, "test,tornado,gevent,twisted", "tests/test_cli.py", "tests/test_demo.py")

@@ -15,7 +15,15 @@ from typing import Any
 
 from .errors import InvalidKeysError
 
-__all__ = ["MAX_KEYS", "MAX_NAME_LENGTH", "MAX_VALUE_LENGTH", "Topic", "topics_of", "validate_keys"]
+__all__ = [
+    "MAX_KEYS",
+    "MAX_NAME_LENGTH",
+    "MAX_VALUE_LENGTH",
+    "Topic",
+    "topics_of",
+    "topics_of_valid",
+    "validate_keys",
+]
 
 MAX_NAME_LENGTH = 64
 MAX_VALUE_LENGTH = 256
@@ -73,6 +81,11 @@ def validate_keys(keys: object) -> dict[str, KeyValue]:
 def topics_of(keys: Keys) -> frozenset[Topic]:
     """The topics *keys* name, after :func:`validate_keys`."""
     return frozenset(Topic(name, _as_text(value)) for name, value in validate_keys(keys).items())
+
+
+def topics_of_valid(keys: Mapping[str, KeyValue]) -> frozenset[Topic]:
+    """:func:`topics_of` for keys that already passed :func:`validate_keys`."""
+    return frozenset(Topic(name, _as_text(value)) for name, value in keys.items())
 
 
 def topics_from_pairs(pairs: Iterable[tuple[str, str]]) -> frozenset[Topic]:
