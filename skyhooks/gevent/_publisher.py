@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -70,8 +71,7 @@ class Publisher(BasePublisher):
         raise TypeError(f"unknown effect {effect!r}")
 
     def _client(self, url: str) -> tuple[HTTPClient, str]:
-        parts = urlsplit(url)
-        origin = (parts.scheme, parts.hostname or "", parts.port)
+        origin, path = _target(url)
         client = self._clients.get(origin)
         if client is None:
             client = HTTPClient.from_url(
@@ -83,7 +83,7 @@ class Publisher(BasePublisher):
                 self._clients.popitem(last=False)[1].close()
         else:
             self._clients.move_to_end(origin)
-        return client, (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        return client, path
 
     def _send(self, send: Send) -> HTTPResult:
         client, path = self._client(send.url)
@@ -111,3 +111,11 @@ class Publisher(BasePublisher):
             raise TransportError("error", str(exc) or type(exc).__name__) from exc
         headers = {name: value for name, value in response.items()}
         return HTTPResult(response.status_code, headers, body)
+
+
+@lru_cache(maxsize=4 * MAX_HOSTS)
+def _target(url: str) -> tuple[tuple[str, str, int | None], str]:
+    """The origin a URL's connection pool is keyed by, and its request path."""
+    parts = urlsplit(url)
+    origin = (parts.scheme, parts.hostname or "", parts.port)
+    return origin, (parts.path or "/") + (f"?{parts.query}" if parts.query else "")

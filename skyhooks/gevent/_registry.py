@@ -10,7 +10,7 @@ import gevent
 from gevent.event import AsyncResult
 
 from ..core.callbacks import Callback
-from ..core.keys import Keys
+from ..core.keys import Keys, Topic
 from ..core.registry import BaseRegistry, Resolve
 from ..core.values import Message
 from ._hub import StoreCaller, in_hub, store_caller
@@ -34,7 +34,8 @@ class Registry(BaseRegistry[Any]):
     and False if that has not happened yet; the store keeps being retried in
     the background either way. They never wait before ``start()`` (the store is
     written then), nor when called from the hub itself, where nothing may block.
-    Every callback runs in a greenlet of its own.
+    Every callback runs in a greenlet of its own, started before the webhook is
+    answered: one that does not block has finished by then.
     """
 
     _started = False
@@ -56,6 +57,15 @@ class Registry(BaseRegistry[Any]):
     def stop(self, timeout: float | None = None) -> bool:
         waiter = super().stop()
         return self._wait(waiter, timeout, True) and bool(waiter.value)
+
+    def dispatch(self, message: Message, topics: frozenset[Topic] | None = None) -> int:
+        invoked = super().dispatch(message, topics)
+        if invoked and not in_hub():
+            # The callbacks' greenlets were scheduled first (the hub runs its
+            # callbacks in order), so one yield lets them all start, and the
+            # non-blocking ones finish, before the caller answers the webhook.
+            gevent.sleep(0)
+        return invoked
 
     @staticmethod
     def _wait(waiter: AsyncResult, timeout: float | None, may_wait: bool) -> bool:
