@@ -59,7 +59,7 @@ def tests_twisted(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     session.install("ruff>=0.6")
-    session.run("ruff", "check", "skyhooks", "tests", "noxfile.py")
+    session.run("ruff", "check", "skyhooks", "tests", "benchmarks", "noxfile.py")
     session.run("ruff", "format", "--check", "--diff", "skyhooks/core")
 
 

@@ -9,7 +9,9 @@ from tests.support.mongo import MongoServer, external_uri, fresh_database, mongo
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--store", action="append", default=[], help="store(s) to run store tests against")
-    parser.addoption("--framework", action="append", default=[], help="adapter(s) to run the behaviour suite on")
+    parser.addoption(
+        "--framework", action="append", default=[], help="adapter(s) to run the behaviour suite on"
+    )
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from .delivery import Flow, RetryPolicy, notify_flow
@@ -37,10 +38,13 @@ class BasePublisher:
         self.retry = retry or RetryPolicy()
         self.concurrency = concurrency
         self.url_policy = url_policy or UrlPolicy()
+        # URL parsing costs tens of microseconds per URL per message, and the set of
+        # listening URLs changes slowly: remember the verdicts.
+        self._refusal = functools.lru_cache(maxsize=4096)(self.url_policy.refusal)
         self._signer = Signer(secret)
 
     def _flow(self, keys: Keys, data: Any) -> Flow[DeliveryReport]:
         # Signing happens now, not when the flow first runs, so bad keys or data
         # raise from notify() itself, before anything is looked up or sent.
         message = self._signer.build(keys, data)
-        return notify_flow(self.store, message, self.retry, self.concurrency, self.url_policy.refusal)
+        return notify_flow(self.store, message, self.retry, self.concurrency, self._refusal)
