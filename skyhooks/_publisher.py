@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -22,16 +23,14 @@ from urllib3.exceptions import (
     ReadTimeoutError,
 )
 
-from .core import BasePublisher
-from .core.delivery import Call, Effect, Gather, HTTPResult, Send, Sleep, run_sync
+from .core.delivery import HTTPResult, Send
 from .core.errors import TransportError
-from .core.keys import Keys
-from .core.values import DeliveryReport
+from .core.publisher import SyncPublisher
 
 __all__ = ["Publisher"]
 
 
-class Publisher(BasePublisher):
+class Publisher(SyncPublisher):
     """Publish to every instance listening for a message's keys, and report.
 
     >>> publisher = Publisher(store="sqlite:////var/lib/app/hooks.db", secret="whsec_...")
@@ -49,11 +48,6 @@ class Publisher(BasePublisher):
         self._http = urllib3.PoolManager(num_pools=256, maxsize=self.concurrency, retries=False)
         self._executor: ThreadPoolExecutor | None = None
         self._executor_lock = threading.Lock()
-        self._owns_store = isinstance(store, str)
-
-    def notify(self, keys: Keys, data: Any) -> DeliveryReport:
-        """Deliver *data* to every callback listening for any of *keys*."""
-        return run_sync(self._flow(keys, data), self._perform)
 
     def close(self) -> None:
         """Close pooled connections and worker threads (and the store, if opened here)."""
@@ -61,28 +55,14 @@ class Publisher(BasePublisher):
             self._executor.shutdown(wait=True)
             self._executor = None
         self._http.clear()
-        if self._owns_store:
-            self.store.close()
+        super().close()
 
-    def __enter__(self) -> Publisher:
-        return self
+    def _map(self, fn: Callable[[Any], Any], items: Sequence[Any], limit: int) -> list[Any]:
+        # The pool has `concurrency` threads; Gather's limit is that same number.
+        return list(self._pool().map(fn, items))
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def _perform(self, effect: Effect) -> Any:
-        if isinstance(effect, Send):
-            return self._send(effect)
-        if isinstance(effect, Gather):
-            if len(effect.flows) == 1:  # no thread hop for the common single-instance case
-                return [run_sync(effect.flows[0], self._perform)]
-            return list(self._pool().map(lambda flow: run_sync(flow, self._perform), effect.flows))
-        if isinstance(effect, Call):
-            return effect.fn(*effect.args)
-        if isinstance(effect, Sleep):
-            time.sleep(effect.seconds)
-            return None
-        raise TypeError(f"unknown effect {effect!r}")
+    def _sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
 
     def _pool(self) -> ThreadPoolExecutor:
         with self._executor_lock:

@@ -1,26 +1,32 @@
-"""The publisher logic every publisher shares; adapters add only ``perform``."""
+"""The publisher logic every publisher shares; adapters add only how effects are performed."""
 
 from __future__ import annotations
 
+import abc
 import functools
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
-from .delivery import Flow, RetryPolicy, notify_flow
+from .delivery import Call, Effect, Flow, Gather, RetryPolicy, Send, Sleep, notify_flow, run_sync
 from .keys import Keys
 from .protocol import Signer
 from .stores import open_store
 from .urls import UrlPolicy
 from .values import DeliveryReport
 
-__all__ = ["BasePublisher"]
+__all__ = ["BasePublisher", "SyncPublisher"]
+
+T = TypeVar("T")
 
 
-class BasePublisher:
+class BasePublisher(abc.ABC):
     """Holds the store, the signer and the policies; builds notification flows.
 
-    Subclasses expose ``notify(keys, data)`` in their idiom: they run
-    :meth:`_flow` with :func:`~skyhooks.core.delivery.run_sync` or
-    :func:`~skyhooks.core.delivery.run_async` and a ``perform`` of their own.
+    Subclasses expose ``notify(keys, data)`` in their idiom (a blocking call, a
+    coroutine, a Deferred) by running :meth:`_flow` with
+    :func:`~skyhooks.core.delivery.run_sync` or
+    :func:`~skyhooks.core.delivery.run_async` and :meth:`_perform`, and fill in
+    the four hooks that perform one effect each.
     """
 
     def __init__(
@@ -35,6 +41,8 @@ class BasePublisher:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.store = open_store(store)
+        # A store opened here from a URL is ours to close; one handed in is not.
+        self._owns_store = isinstance(store, str)
         self.retry = retry or RetryPolicy()
         self.concurrency = concurrency
         self.url_policy = url_policy or UrlPolicy()
@@ -48,3 +56,74 @@ class BasePublisher:
         # raise from notify() itself, before anything is looked up or sent.
         message = self._signer.build(keys, data)
         return notify_flow(self.store, message, self.retry, self.concurrency, self._refusal)
+
+    def _perform(self, effect: Effect) -> Any:
+        """Route one effect to the hook that performs it."""
+        if isinstance(effect, Send):
+            return self._send(effect)
+        if isinstance(effect, Gather):
+            return self._gather(effect)
+        if isinstance(effect, Call):
+            return self._call(effect.fn, *effect.args)
+        if isinstance(effect, Sleep):
+            return self._sleep(effect.seconds)
+        raise TypeError(f"unknown effect {effect!r}")
+
+    def _close_store(self) -> None:
+        if self._owns_store:
+            self.store.close()
+
+    # -- hooks: each returns the result, or an awaitable of it in async adapters --
+
+    @abc.abstractmethod
+    def _send(self, send: Send) -> Any:
+        """POST once; an ``HTTPResult``, or raise ``TransportError`` below HTTP."""
+
+    @abc.abstractmethod
+    def _gather(self, gather: Gather) -> Any:
+        """Run ``gather.flows`` concurrently, at most ``gather.limit`` at once; their results."""
+
+    @abc.abstractmethod
+    def _call(self, fn: Callable[..., T], *args: Any) -> Any:
+        """Run the blocking store call ``fn(*args)`` without blocking the loop."""
+
+    @abc.abstractmethod
+    def _sleep(self, seconds: float) -> Any:
+        """Wait without blocking the loop."""
+
+
+class SyncPublisher(BasePublisher):
+    """A publisher whose ``notify`` blocks its caller (a thread, or a greenlet).
+
+    Subclasses fill in ``_send`` and ``_map`` (run a function over items with
+    bounded concurrency); store calls and sleeps simply block the caller.
+    """
+
+    def notify(self, keys: Keys, data: Any) -> DeliveryReport:
+        """Deliver *data* to every callback listening for any of *keys*."""
+        return run_sync(self._flow(keys, data), self._perform)
+
+    def _gather(self, gather: Gather) -> list[Any]:
+        def run(flow: Flow[Any]) -> Any:
+            return run_sync(flow, self._perform)
+
+        if len(gather.flows) == 1:  # no hand-off for the common single-instance case
+            return [run(gather.flows[0])]
+        return self._map(run, gather.flows, gather.limit)
+
+    @abc.abstractmethod
+    def _map(self, fn: Callable[[Any], Any], items: Sequence[Any], limit: int) -> list[Any]:
+        """``[fn(item) for item in items]``, at most *limit* running at once."""
+
+    def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        return fn(*args)
+
+    def close(self) -> None:
+        """Release connections (and the store, if it was opened from a URL here)."""
+        self._close_store()
+
+    def __enter__(self: T) -> T:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import gevent
@@ -12,18 +13,18 @@ from gevent.pool import Pool
 from geventhttpclient import HTTPClient
 from geventhttpclient.response import HTTPConnectionClosed, HTTPParseError
 
-from ..core import BasePublisher
-from ..core.delivery import Call, Effect, Gather, HTTPResult, Send, Sleep, run_sync
+from ..core.delivery import HTTPResult, Send
 from ..core.errors import TransportError
-from ..core.keys import Keys
-from ..core.values import DeliveryReport
+from ..core.publisher import SyncPublisher
 from ._hub import store_caller
+
+T = TypeVar("T")
 
 #: Hosts with a warm connection pool; the least recently used beyond this are closed.
 MAX_HOSTS = 256
 
 
-class Publisher(BasePublisher):
+class Publisher(SyncPublisher):
     """Publish to every instance listening for a message's keys, from a greenlet.
 
     >>> report = publisher.notify({"account_id": 42}, {"progress": 100})  # blocks this greenlet only
@@ -37,38 +38,21 @@ class Publisher(BasePublisher):
         super().__init__(store, secret, **options)
         self._call_store = store_caller(self.store)
         self._clients: OrderedDict[tuple[str, str, int | None], HTTPClient] = OrderedDict()
-        self._owns_store = isinstance(store, str)
-
-    def notify(self, keys: Keys, data: Any) -> DeliveryReport:
-        """Deliver *data* to every callback listening for any of *keys*."""
-        return run_sync(self._flow(keys, data), self._perform)
 
     def close(self) -> None:
         """Close pooled connections (and the store, if opened here)."""
         while self._clients:
             self._clients.popitem()[1].close()
-        if self._owns_store:
-            self.store.close()
+        super().close()
 
-    def __enter__(self) -> Publisher:
-        return self
+    def _map(self, fn: Callable[[Any], Any], items: Sequence[Any], limit: int) -> list[Any]:
+        return list(Pool(limit).map(fn, items))
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        return self._call_store(lambda: fn(*args))  # type: ignore[no-any-return]
 
-    def _perform(self, effect: Effect) -> Any:
-        if isinstance(effect, Send):
-            return self._send(effect)
-        if isinstance(effect, Gather):
-            if len(effect.flows) == 1:  # no greenlet for the common single-instance case
-                return [run_sync(effect.flows[0], self._perform)]
-            return Pool(effect.limit).map(lambda flow: run_sync(flow, self._perform), effect.flows)
-        if isinstance(effect, Call):
-            return self._call_store(lambda: effect.fn(*effect.args))
-        if isinstance(effect, Sleep):
-            gevent.sleep(effect.seconds)
-            return None
-        raise TypeError(f"unknown effect {effect!r}")
+    def _sleep(self, seconds: float) -> None:
+        gevent.sleep(seconds)
 
     def _client(self, url: str) -> tuple[HTTPClient, str]:
         origin, path = _target(url)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -11,7 +12,7 @@ from tornado.ioloop import IOLoop
 from tornado.simple_httpclient import HTTPTimeoutError, SimpleAsyncHTTPClient
 
 from ..core import BasePublisher
-from ..core.delivery import Call, Effect, Gather, HTTPResult, Send, Sleep, run_async
+from ..core.delivery import Gather, HTTPResult, Send, run_async
 from ..core.errors import TransportError
 from ..core.keys import Keys
 from ..core.values import DeliveryReport
@@ -50,7 +51,6 @@ class Publisher(BasePublisher):
         self.client_class = client_class or _DEFAULT_CLIENT
         self._client: AsyncHTTPClient | None = None  # made on the loop of the first notify
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="skyhooks-publisher")
-        self._owns_store = isinstance(store, str)
 
     async def notify(self, keys: Keys, data: Any) -> DeliveryReport:
         """Deliver *data* to every callback listening for any of *keys*."""
@@ -62,19 +62,13 @@ class Publisher(BasePublisher):
             self._client.close()
             self._client = None
         self._executor.shutdown(wait=False)
-        if self._owns_store:
-            self.store.close()
+        self._close_store()
 
-    def _perform(self, effect: Effect) -> Any:
-        if isinstance(effect, Send):
-            return self._send(effect)
-        if isinstance(effect, Gather):
-            return self._gather(effect)
-        if isinstance(effect, Call):
-            return IOLoop.current().run_in_executor(self._executor, effect.fn, *effect.args)
-        if isinstance(effect, Sleep):
-            return asyncio.sleep(effect.seconds)
-        raise TypeError(f"unknown effect {effect!r}")
+    def _call(self, fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
+        return IOLoop.current().run_in_executor(self._executor, fn, *args)
+
+    def _sleep(self, seconds: float) -> Awaitable[None]:
+        return asyncio.sleep(seconds)
 
     async def _gather(self, gather: Gather) -> list[Any]:
         results: list[Any] = [None] * len(gather.flows)

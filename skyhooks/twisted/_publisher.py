@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import treq
@@ -27,7 +28,7 @@ from twisted.web.error import SchemeNotSupported
 from twisted.web.http_headers import Headers
 
 from ..core import BasePublisher
-from ..core.delivery import Call, Effect, Flow, Gather, HTTPResult, Send, Sleep, run_async
+from ..core.delivery import Flow, Gather, HTTPResult, Send, run_async
 from ..core.errors import TransportError
 from ..core.keys import Keys
 from ..core.values import DeliveryReport
@@ -66,7 +67,6 @@ class Publisher(BasePublisher):
             agent = Agent.usingEndpointFactory(reactor, DirectToAddresses(reactor), pool=self._pool)
             client = HTTPClient(agent)
         self._client = client
-        self._owns_store = isinstance(store, str)
 
     def notify(self, keys: Keys, data: Any) -> Deferred[DeliveryReport]:
         """Deliver *data* to every callback listening for any of *keys*.
@@ -83,26 +83,23 @@ class Publisher(BasePublisher):
 
     def close(self) -> Deferred[None]:
         """Close pooled connections (and the store, if opened here)."""
-        if self._owns_store:
-            self.store.close()
+        self._close_store()
         if self._pool is None:
             return succeed(None)
         closed: Deferred[None] = self._pool.closeCachedConnections()
         return closed
 
-    def _perform(self, effect: Effect) -> Deferred[Any]:
-        if isinstance(effect, Send):
-            return self._send(effect)
-        if isinstance(effect, Gather):
-            semaphore = DeferredSemaphore(effect.limit)
-            runs = [semaphore.run(self._run, flow) for flow in effect.flows]
-            return gatherResults(runs, consumeErrors=True)
-        if isinstance(effect, Call):
-            pool = self._threadpool or self._reactor.getThreadPool()
-            return deferToThreadPool(self._reactor, pool, effect.fn, *effect.args)
-        if isinstance(effect, Sleep):
-            return deferLater(self._reactor, effect.seconds, lambda: None)
-        raise TypeError(f"unknown effect {effect!r}")
+    def _gather(self, gather: Gather) -> Deferred[list[Any]]:
+        semaphore = DeferredSemaphore(gather.limit)
+        runs = [semaphore.run(self._run, flow) for flow in gather.flows]
+        return gatherResults(runs, consumeErrors=True)
+
+    def _call(self, fn: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        pool = self._threadpool or self._reactor.getThreadPool()
+        return deferToThreadPool(self._reactor, pool, fn, *args)
+
+    def _sleep(self, seconds: float) -> Deferred[None]:
+        return deferLater(self._reactor, seconds, lambda: None)
 
     def _run(self, flow: Flow[Any]) -> Deferred[Any]:
         return Deferred.fromCoroutine(run_async(flow, self._perform))
