@@ -90,9 +90,7 @@ def crunch(self: Any, account_id: int | str, steps: int = 5, interval: float = 0
         )
         reports.append(report.as_dict())
     elapsed = time.monotonic() - started
-    report = publisher().notify(
-        keys,
-        {"task": task, "kind": "result", "text": f"done: {steps} steps in {elapsed:.1f} s", "sent": time.time()},
-    )
+    text = f"done: {steps} steps in {elapsed:.1f} s"
+    report = publisher().notify(keys, {"task": task, "kind": "result", "text": text, "sent": time.time()})
     reports.append(report.as_dict())
     return {"task": task, "account_id": str(account_id), "reports": reports}
