@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Generic, Protocol, TypeVar
 
 from .callbacks import Callback, CallbackTable
-from .errors import ConfigurationError, RequestError, SkyhooksError
+from .errors import ConfigurationError, PayloadTooLarge, RequestError, SkyhooksError
 from .keys import Keys, Topic, topics_of
 from .protocol import (
     DEFAULT_MAX_BODY_SIZE,
@@ -137,6 +137,17 @@ class BaseRegistry(abc.ABC, Generic[W]):
     def max_body_size(self) -> int:
         """Bodies over this many bytes are refused with 413."""
         return self._verifier.max_body_size
+
+    def refuse_size(self, size: int | None) -> Response | None:
+        """The 413 answer if a body of *size* bytes is over the limit, else None.
+
+        For adapters that see the declared ``Content-Length`` before the body
+        (answering early spares reading it) or count bytes while streaming.
+        """
+        limit = self._verifier.max_body_size
+        if size is None or size <= limit:
+            return None
+        return error_response(PayloadTooLarge(f"body of {size} bytes is over the limit of {limit}"))
 
     @property
     def topics(self) -> frozenset[Topic]:

@@ -10,7 +10,7 @@ from typing import Any
 
 from gevent import pywsgi
 
-from ..core.errors import BadRequest, PayloadTooLarge
+from ..core.errors import BadRequest
 from ..core.protocol import Response, error_response
 from ._registry import Registry
 
@@ -41,9 +41,9 @@ class WebhookApp:
     def _respond(self, environ: dict[str, Any]) -> tuple[Response, bool]:
         limit = self.registry.max_body_size
         declared = _content_length(environ)
-        if declared is not None and declared > limit:
-            refusal = PayloadTooLarge(f"body of {declared} bytes is over the limit of {limit}")
-            return error_response(refusal), False
+        refusal = self.registry.refuse_size(declared)
+        if refusal is not None:
+            return refusal, False
         try:
             body = environ["wsgi.input"].read(limit + 1 if declared is None else declared)
         except (OSError, ValueError) as exc:  # pywsgi's bad chunked encoding is an OSError

@@ -7,8 +7,7 @@ from typing import Any
 
 from tornado.web import RequestHandler, stream_request_body
 
-from ..core.errors import PayloadTooLarge
-from ..core.protocol import Response, error_response
+from ..core.protocol import Response
 from ._registry import Registry
 
 __all__ = ["WebhookHandler"]
@@ -26,16 +25,17 @@ class WebhookHandler(RequestHandler):
 
     def prepare(self) -> None:
         declared = self.request.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > self.registry.max_body_size:
+        refusal = self.registry.refuse_size(int(declared)) if declared.isdigit() else None
+        if refusal is not None:
             # Answering before reading also keeps Tornado from sending "100 Continue".
-            self._refuse_size(int(declared))
+            self._respond(refusal)
 
     def data_received(self, chunk: bytes) -> None:
         self._size += len(chunk)
         if self._size <= self.registry.max_body_size:
             self._chunks.append(chunk)
         elif not self._finished:  # a chunked body with no Content-Length to check earlier
-            self._refuse_size(self._size)
+            self._respond(self.registry.refuse_size(self._size))  # type: ignore[arg-type]
 
     def check_xsrf_cookie(self) -> None:
         """Webhooks carry a signature, not a browser's cookie: the app's xsrf_cookies does not apply."""
@@ -55,10 +55,6 @@ class WebhookHandler(RequestHandler):
         else:  # only a bug gets here: our code answers every bad input itself
             response = Response(status_code, json.dumps({"status": "error", "error": self._reason}).encode())
         self._respond(response)
-
-    def _refuse_size(self, size: int) -> None:
-        limit = self.registry.max_body_size
-        self._respond(error_response(PayloadTooLarge(f"body of {size} bytes is over the limit of {limit}")))
 
     def _respond(self, response: Response) -> None:
         self.set_status(response.status)

@@ -14,8 +14,7 @@ from twisted.web.http import RESPONSES
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
-from ..core.errors import PayloadTooLarge
-from ..core.protocol import Response, error_response
+from ..core.protocol import Response
 from ..core.registry import BaseRegistry
 
 __all__ = ["WebhookRequest", "WebhookResource"]
@@ -44,9 +43,8 @@ class WebhookResource(Resource):
     def render(self, request: Request) -> bytes:
         content = cast(BinaryIO, request.content)  # twisted.web sets it before rendering
         size = content.seek(0, os.SEEK_END)
-        if size > self.registry.max_body_size:
-            response = _too_large(size, self.registry.max_body_size)
-        else:
+        response = self.registry.refuse_size(size)
+        if response is None:
             content.seek(0)
             headers = {
                 name.decode("latin-1"): value.decode("latin-1")
@@ -66,15 +64,16 @@ class WebhookRequest(Request):
     _refused = False
 
     def gotLength(self, length: int | None) -> None:
-        limit = _webhook_limit(self)
-        if length is None or limit is None or length <= limit:
+        registry = _webhook_registry(self)
+        refusal = registry.refuse_size(length) if registry is not None else None
+        if refusal is None:
             super().gotLength(length)
             return
         self._refused = True
         self.content = BytesIO()  # stays empty: twisted.web still expects a file here
         # After a final answer, the channel must not invite the body with "100 Continue".
         self.requestHeaders.removeHeader(b"Expect")
-        cast(ITransport, self.channel.transport).write(_raw(_too_large(length, limit)))
+        cast(ITransport, self.channel.transport).write(_raw(refusal))
 
     def handleContentChunk(self, data: bytes) -> None:
         if not self._refused:  # a refused body is dropped as it arrives, never stored
@@ -90,8 +89,8 @@ class WebhookRequest(Request):
             super().process()
 
 
-def _webhook_limit(request: Request) -> int | None:
-    """The body limit of the WebhookResource the request is for, if putChild reaches it.
+def _webhook_registry(request: Request) -> BaseRegistry[Any] | None:
+    """The registry of the WebhookResource the request is for, if putChild reaches it.
 
     twisted.web has not parsed the request's path yet when its length is known;
     only the channel has it, so this walks the site's static children (never
@@ -106,11 +105,8 @@ def _webhook_limit(request: Request) -> int | None:
         if isinstance(resource, WebhookResource) or getattr(resource, "isLeaf", True):
             break
         resource = getattr(resource, "children", {}).get(unquote_to_bytes(segment))
-    return resource.registry.max_body_size if isinstance(resource, WebhookResource) else None
+    return resource.registry if isinstance(resource, WebhookResource) else None
 
-
-def _too_large(size: int, limit: int) -> Response:
-    return error_response(PayloadTooLarge(f"body of {size} bytes is over the limit of {limit}"))
 
 
 def _raw(response: Response) -> bytes:
