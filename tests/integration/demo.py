@@ -1,0 +1,109 @@
+"""Run ``skyhooks demo`` for a test: on free ports, over a store the test names.
+
+The demo makes its own secret and has no option to take one, so :func:`demo_secret`
+reads it from a demo server's command line (``--secret``, as ``ps`` shows it).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+DEADLINE = 30.0
+
+
+@dataclass
+class Demo:
+    process: subprocess.Popen[str]
+    pages: dict[str, str]  # framework -> page URL ("http://127.0.0.1:PORT/")
+    store: str
+    log_path: Path
+
+    @property
+    def webhook_urls(self) -> dict[str, str]:
+        return {framework: page + "skyhooks" for framework, page in self.pages.items()}
+
+    def secret(self) -> str:
+        return demo_secret(self.process.pid)
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+
+def children(pid: int) -> set[int]:
+    """Every live process below *pid* (from /proc)."""
+    by_parent: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            by_parent.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+    found, todo = set(), [pid]
+    while todo:
+        for child in by_parent.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def demo_secret(pid: int) -> str:
+    for child in children(pid):
+        try:
+            argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"--secret" in argv:
+            return argv[argv.index(b"--secret") + 1].decode()
+    raise AssertionError("no demo server with a --secret argument")
+
+
+@contextmanager
+def running_demo(tmp_path: Path) -> Iterator[Demo]:
+    """``skyhooks demo --ports 0,0,0 --store sqlite:///<tmp>/hooks.db``, ended (by pid) on exit."""
+    store = f"sqlite:///{tmp_path}/hooks.db"
+    log_path = tmp_path / "demo.stderr"
+    log = log_path.open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "skyhooks", "demo", "--ports", "0,0,0", "--store", store],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+    )
+    try:
+        pages: dict[str, str] = {}
+        assert process.stdout is not None
+        deadline = time.monotonic() + DEADLINE
+        while len(pages) < 3 and time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            if match := re.match(r"\s+(tornado|gevent|twisted)\s+(http://\S+)", line):
+                pages[match[1]] = match[2]
+        assert len(pages) == 3, f"the demo did not print three URLs:\n{log_path.read_text()}"
+        yield Demo(process, pages, store, log_path)
+        # A clean stop (SIGINT, as Ctrl-C) is part of every run.
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=25) == 0, log_path.read_text()
+    finally:
+        if process.poll() is None:
+            for pid in children(process.pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            process.kill()
+        process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+        log.close()
