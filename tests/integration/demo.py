@@ -6,16 +6,21 @@ reads it from a demo server's command line (``--secret``, as ``ps`` shows it).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 DEADLINE = 30.0
 
@@ -107,3 +112,36 @@ def running_demo(tmp_path: Path) -> Iterator[Demo]:
         if process.stdout is not None:
             process.stdout.close()
         log.close()
+
+
+class EventStream:
+    """A page's Server-Sent Events stream (``/events?account_id=...``), read by a thread."""
+
+    def __init__(self, page: str, account: str) -> None:
+        parts = urlsplit(page)
+        self.sock = socket.create_connection((parts.hostname, parts.port), timeout=DEADLINE)
+        self.sock.sendall(
+            f"GET /events?account_id={account} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+            "Accept: text/event-stream\r\n\r\n".encode()
+        )
+        self.buffer = b""
+        self.ready = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            while chunk := self.sock.recv(65536):
+                self.buffer += chunk
+                if b"event: ready" in self.buffer:
+                    self.ready.set()
+        except OSError:
+            pass
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        # Chunked framing lines never start with "data: ", so this is enough.
+        return [json.loads(m) for m in re.findall(rb"^data: (\{.+\})$", self.buffer, re.M)]
+
+    def close(self) -> None:
+        self.sock.close()
