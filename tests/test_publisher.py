@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -153,3 +154,51 @@ def test_url_policy_refuses_link_local_targets(publisher, store):
     report = publisher.notify({"account_id": 42}, 1)
     assert "link-local" in report.failed["http://169.254.169.254/latest/meta-data"]
     assert report.delivered == frozenset()
+
+
+def test_notify_many_routes_batches_and_reports_each_message(publisher, store, secret):
+    t7 = Topic("account_id", "7")
+    with Receiver() as only42, Receiver() as only7, Receiver() as both:
+        store.add(only42.url, {T42}, ttl=60)
+        store.add(only7.url, {t7}, ttl=60)
+        store.add(both.url, {T42, t7}, ttl=60)
+        reports = publisher.notify_many(
+            [({"account_id": 42}, "a"), ({"account_id": 7}, "b"), ({"account_id": 42}, "c")]
+        )
+        assert [r.urls for r in reports] == [
+            {only42.url, both.url},
+            {only7.url, both.url},
+            {only42.url, both.url},
+        ]
+        assert all(r.ok for r in reports)
+        assert len({r.message_id for r in reports}) == 3
+        # one POST per instance: a batch where it gets several messages, v1 where it gets one
+        assert only42.count == only7.count == both.count == 1
+        batch42 = json.loads(only42.requests[0]["body"])
+        assert [(m["id"], m["data"]) for m in batch42["messages"]] == [
+            (reports[0].message_id, "a"),
+            (reports[2].message_id, "c"),
+        ]
+        assert json.loads(only7.requests[0]["body"]) == {"keys": {"account_id": 7}, "data": "b"}
+        assert only7.requests[0]["headers"]["webhook-id"] == reports[1].message_id
+        assert [m["data"] for m in json.loads(both.requests[0]["body"])["messages"]] == ["a", "b", "c"]
+        for r in (only42, only7, both):
+            headers = {k.lower(): v for k, v in r.requests[0]["headers"].items()}
+            standardwebhooks.Webhook(secret).verify(r.requests[0]["body"], headers)
+
+
+def test_notify_many_with_a_dead_instance_fails_every_message_it_had(publisher, store):
+    dead = refused_url()
+    with Receiver() as alive:
+        store.add(dead, {T42}, ttl=60)
+        store.add(alive.url, {T42}, ttl=60)
+        reports = publisher.notify_many([({"account_id": 42}, i) for i in range(5)])
+        assert all(r.delivered == {alive.url} and dead in r.failed and r.pruned == {dead} for r in reports)
+        assert len(json.loads(alive.requests[0]["body"])["messages"]) == 5
+
+
+def test_notify_many_refuses_bad_input_before_anything(publisher):
+    with pytest.raises(InvalidKeysError):
+        publisher.notify_many([({"account_id": 1}, 1), ({"bad key": 1}, 2)])
+    with pytest.raises(ValueError, match="nothing to publish"):
+        publisher.notify_many([])

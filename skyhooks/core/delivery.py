@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from .errors import TransportError
 from .keys import Topic
-from .protocol import OutgoingMessage, parse_reply
+from .protocol import EncodedMessage, OutgoingMessage, Signer, parse_reply
 from .values import DeliveryReport
 
 __all__ = [
@@ -176,6 +176,8 @@ class DeliveryOutcome:
     duplicate: bool = False
     reason: str = ""
     gone: bool = False
+    #: for a batch: per message, its count or None for a duplicate (see parse_reply)
+    results: tuple[int | None, ...] | None = None
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
@@ -214,7 +216,7 @@ def deliver(
         else:
             if 200 <= result.status < 300:
                 reply = parse_reply(result.body)
-                return DeliveryOutcome(url, True, reply.notified, reply.duplicate)
+                return DeliveryOutcome(url, True, reply.notified, reply.duplicate, results=reply.results)
             reason = f"HTTP {result.status}"
             retry = result.status in RETRY_STATUSES
             gone = result.status in GONE_STATUSES
@@ -236,60 +238,108 @@ def deliver(
 
 def notify_flow(
     store: Any,
-    message: OutgoingMessage,
+    messages: Sequence[EncodedMessage],
+    signer: Signer,
     policy: RetryPolicy,
     concurrency: int,
     url_filter: Callable[[str], str | None] | None = None,
-) -> Flow[DeliveryReport]:
-    """Look up, fan out, prune, report.
+) -> Flow[list[DeliveryReport]]:
+    """Look up, fan out, prune, report: one report per message, in order.
 
+    One store lookup serves all *messages*; each URL gets one POST: the
+    message itself (wire v1) when only one is addressed to it, else a batch.
     A store that cannot be read raises :class:`StoreError` out of the flow
     before anything is sent. Pruning failures are logged, and the URL is then
     simply not reported as pruned: the delivery outcome stands either way.
     ``url_filter(url)`` may refuse a URL by returning a reason.
     """
-    targets: Mapping[str, frozenset[Topic]] = yield Call(store.lookup, (message.topics,))
-    failed: dict[str, str] = {}
-    sendable = []
-    for url in targets:
-        refusal = url_filter(url) if url_filter else None
-        if refusal:
-            failed[url] = refusal
-        else:
-            sendable.append(url)
+    wanted = frozenset().union(*(m.topics for m in messages))
+    targets: Mapping[str, frozenset[Topic]] = yield Call(store.lookup, (wanted,))
+    routes: dict[str, list[int]] = {}  # url -> indexes of the messages it gets
+    for url, matched in targets.items():
+        routes[url] = [i for i, m in enumerate(messages) if m.topics & matched]
+    refused = {url: reason for url in routes if (reason := url_filter(url) if url_filter else None)}
+    singles: dict[int, OutgoingMessage] = {}
+
+    def request_for(indexes: list[int]) -> OutgoingMessage:
+        if len(indexes) > 1:
+            return signer.build_batch([messages[i] for i in indexes])
+        if indexes[0] not in singles:  # one signature per message, however many URLs get it
+            singles[indexes[0]] = signer.sign(messages[indexes[0]])
+        return singles[indexes[0]]
+
+    sendable = [url for url in routes if url not in refused]
     outcomes: list[DeliveryOutcome] = []
     if sendable:
-        outcomes = yield Gather([deliver(url, message, policy) for url in sendable], concurrency)
-    delivered = frozenset(o.url for o in outcomes if o.delivered)
-    failed.update((o.url, o.reason) for o in outcomes if not o.delivered)
+        outcomes = yield Gather(
+            [deliver(url, request_for(routes[url]), policy) for url in sendable], concurrency
+        )
+    by_url = {o.url: o for o in outcomes}
+    counts = {o.url: _counts(o, len(routes[o.url])) for o in outcomes if o.delivered}
+
     pruned = set()
     for outcome in outcomes:
+        url = outcome.url
         if outcome.gone:
             try:
-                yield Call(store.remove_url, (outcome.url,))
+                yield Call(store.remove_url, (url,))
             except Exception as exc:
-                log.warning("could not prune dead %s: %s", outcome.url, exc)
+                log.warning("could not prune dead %s: %s", url, exc)
             else:
-                log.info("pruned %s: %s", outcome.url, outcome.reason)
-                pruned.add(outcome.url)
-        elif outcome.delivered and outcome.notified == 0 and not outcome.duplicate:
-            # The instance has no callback for these topics any more (it missed an
-            # unregister write, say): stop sending it this traffic.
-            topics = targets[outcome.url]
-            try:
-                yield Call(store.remove, (outcome.url, topics))
-            except Exception as exc:
-                log.warning("could not drop %s's unused topics: %s", outcome.url, exc)
-            else:
-                log.info("dropped topics %s of %s: nobody listens there", _names(topics), outcome.url)
-    return DeliveryReport(
-        message_id=message.id,
-        urls=frozenset(targets),
-        delivered=delivered,
-        failed=failed,
-        notified=sum(o.notified for o in outcomes if o.delivered),
-        pruned=frozenset(pruned),
-    )
+                log.info("pruned %s: %s", url, outcome.reason)
+                pruned.add(url)
+        elif outcome.delivered:
+            unused = _unused_topics(targets[url], [messages[i].topics for i in routes[url]], counts[url])
+            if unused:
+                # The instance has no callback for these topics any more (it missed an
+                # unregister write, say): stop sending it this traffic.
+                try:
+                    yield Call(store.remove, (url, unused))
+                except Exception as exc:
+                    log.warning("could not drop %s's unused topics: %s", url, exc)
+                else:
+                    log.info("dropped topics %s of %s: nobody listens there", _names(unused), url)
+
+    reports = []
+    for index, message in enumerate(messages):
+        urls = [url for url, indexes in routes.items() if index in indexes]
+        failed = {url: refused[url] for url in urls if url in refused}
+        failed.update(
+            (url, by_url[url].reason) for url in urls if url in by_url and not by_url[url].delivered
+        )
+        delivered = [url for url in urls if url in counts]
+        notified = sum(counts[url][routes[url].index(index)] or 0 for url in delivered)
+        reports.append(
+            DeliveryReport(
+                message_id=message.id,
+                urls=frozenset(urls),
+                delivered=frozenset(delivered),
+                failed=failed,
+                notified=notified,
+                pruned=frozenset(pruned.intersection(urls)),
+            )
+        )
+    return reports
+
+
+def _counts(outcome: DeliveryOutcome, sent: int) -> list[int | None]:
+    """Callbacks run per message sent to one URL; None for a duplicate."""
+    if sent == 1:
+        return [None if outcome.duplicate else outcome.notified]
+    if outcome.results is None or len(outcome.results) != sent:
+        return [1] * sent  # a receiver that does not say: count it as delivered, never as unused
+    return list(outcome.results)
+
+
+def _unused_topics(
+    subscribed: frozenset[Topic], sent: list[frozenset[Topic]], counts: list[int | None]
+) -> frozenset[Topic]:
+    """The URL's topics that only carried messages nobody took (count 0, not duplicates)."""
+    idle: set[Topic] = set()
+    used: set[Topic] = set()
+    for topics, count in zip(sent, counts, strict=True):
+        (idle if count == 0 else used).update(topics & subscribed)
+    return frozenset(idle - used)
 
 
 def _names(topics: Iterable[Topic]) -> str:

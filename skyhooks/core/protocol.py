@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -43,12 +43,16 @@ from .values import Message
 
 __all__ = [
     "DEFAULT_MAX_BODY_SIZE",
+    "MAX_BATCH",
     "TOLERANCE",
+    "EncodedMessage",
     "OutgoingMessage",
+    "ParsedMessage",
     "ParsedRequest",
     "RecentIds",
     "Response",
     "Signer",
+    "batch_response",
     "error_response",
     "generate_secret",
     "ok_response",
@@ -60,6 +64,8 @@ DEFAULT_MAX_BODY_SIZE = 1024 * 1024
 #: Standard Webhooks' timestamp tolerance (fixed at 5 minutes by the package).
 TOLERANCE = 300.0
 MAX_ID_LENGTH = 256
+#: Messages per batch request, at most (the body size limit applies too).
+MAX_BATCH = 1000
 _SIGNATURE_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 
 
@@ -82,7 +88,7 @@ def _webhook(secret: str | bytes) -> standardwebhooks.Webhook:
 
 @dataclass(frozen=True)
 class OutgoingMessage:
-    """A signed message, ready to POST to any number of URLs unchanged."""
+    """A signed request body, ready to POST to any number of URLs unchanged."""
 
     id: str
     topics: frozenset[Topic]
@@ -90,11 +96,44 @@ class OutgoingMessage:
     headers: Mapping[str, str]
 
 
+@dataclass(frozen=True)
+class EncodedMessage:
+    """One validated message, its JSON encoded once: ``fields`` is
+    ``"keys":{...},"data":...``, shared by the single and the batch formats."""
+
+    id: str
+    topics: frozenset[Topic]
+    fields: str
+
+
 class Signer:
     """Builds signed requests. Thread-safe (it holds only the key)."""
 
     def __init__(self, secret: str | bytes) -> None:
         self._webhook = _webhook(secret)
+
+    def encode(self, keys: Keys, data: Any, *, message_id: str | None = None) -> EncodedMessage:
+        """Validate and encode one message, without signing it.
+
+        Raises :class:`InvalidKeysError` or :class:`InvalidDataError` (both
+        ``ValueError``) before anything could be sent.
+        """
+        checked = validate_keys(keys)
+        try:
+            # allow_nan=False: NaN and Infinity are not JSON and other receivers choke on them.
+            data_text = json.dumps(data, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise InvalidDataError(f"data cannot be sent as JSON: {exc}") from exc
+        keys_text = json.dumps(checked, separators=(",", ":"))
+        return EncodedMessage(
+            message_id or f"msg_{uuid.uuid4().hex}",
+            topics_of_valid(checked),
+            f'"keys":{keys_text},"data":{data_text}',
+        )
+
+    def sign(self, encoded: EncodedMessage, *, timestamp: float | None = None) -> OutgoingMessage:
+        """The wire-v1 request for one message: ``{"keys": ..., "data": ...}``."""
+        return self._signed(encoded.id, encoded.topics, "{" + encoded.fields + "}", timestamp)
 
     def build(
         self,
@@ -104,35 +143,47 @@ class Signer:
         message_id: str | None = None,
         timestamp: float | None = None,
     ) -> OutgoingMessage:
-        """Validate, encode and sign one message.
+        """Validate, encode and sign one message (see :meth:`encode`)."""
+        return self.sign(self.encode(keys, data, message_id=message_id), timestamp=timestamp)
 
-        Raises :class:`InvalidKeysError` or :class:`InvalidDataError` (both
-        ``ValueError``) before anything could be sent.
-        """
-        checked = validate_keys(keys)
-        try:
-            # allow_nan=False: NaN and Infinity are not JSON and other receivers choke on them.
-            text = json.dumps({"keys": checked, "data": data}, separators=(",", ":"), allow_nan=False)
-        except (TypeError, ValueError, RecursionError) as exc:
-            raise InvalidDataError(f"data cannot be sent as JSON: {exc}") from exc
-        message_id = message_id or f"msg_{uuid.uuid4().hex}"
+    def build_batch(
+        self, messages: Sequence[EncodedMessage], *, timestamp: float | None = None
+    ) -> OutgoingMessage:
+        """One request carrying several messages (the batch extension):
+        ``{"messages": [{"id": ..., "keys": ..., "data": ...}, ...]}``, signed
+        once under a ``webhook-id`` of its own. Each message keeps its id, so a
+        receiver drops the duplicates of a retried batch one by one."""
+        items = ",".join('{"id":' + json.dumps(m.id) + "," + m.fields + "}" for m in messages)
+        topics = frozenset().union(*(m.topics for m in messages))
+        return self._signed(f"batch_{uuid.uuid4().hex}", topics, '{"messages":[' + items + "]}", timestamp)
+
+    def _signed(
+        self, message_id: str, topics: frozenset[Topic], text: str, timestamp: float | None
+    ) -> OutgoingMessage:
         when = datetime.fromtimestamp(time.time() if timestamp is None else timestamp, tz=timezone.utc)
-        signature = self._webhook.sign(message_id, when, text)
         headers = {
             "content-type": "application/json",
             "webhook-id": message_id,
             "webhook-timestamp": str(int(when.timestamp())),
-            "webhook-signature": signature,
+            "webhook-signature": self._webhook.sign(message_id, when, text),
         }
-        return OutgoingMessage(message_id, topics_of_valid(checked), text.encode("utf-8"), headers)
+        return OutgoingMessage(message_id, topics, text.encode("utf-8"), headers)
 
 
 @dataclass(frozen=True)
-class ParsedRequest:
+class ParsedMessage:
     """A verified incoming message and the topics it addresses."""
 
     message: Message
     topics: frozenset[Topic]
+
+
+@dataclass(frozen=True)
+class ParsedRequest:
+    """What one verified request carried: one message, or several (``batch``)."""
+
+    messages: tuple[ParsedMessage, ...]
+    batch: bool = False
 
 
 class Verifier:
@@ -191,14 +242,36 @@ def parse_request(
         payload = _DECODER.decode(text)
     except (ValueError, RecursionError) as exc:
         raise BadRequest(f"body is not valid JSON: {str(exc)[:200]}") from exc
+    if isinstance(payload, dict) and "messages" in payload and "keys" not in payload:
+        return ParsedRequest(_batch_messages(payload["messages"]), batch=True)
+    return ParsedRequest((_message(payload, message_id),))
+
+
+def _message(payload: Any, message_id: str) -> ParsedMessage:
     if not isinstance(payload, dict) or "keys" not in payload:
         raise BadRequest('body must be a JSON object like {"keys": {...}, "data": ...}')
     try:
         keys = validate_keys(payload["keys"])
-        topics = topics_of_valid(keys)
     except InvalidKeysError as exc:
         raise BadRequest(str(exc)) from exc
-    return ParsedRequest(Message(keys=keys, data=payload.get("data"), id=message_id), topics)
+    return ParsedMessage(Message(keys=keys, data=payload.get("data"), id=message_id), topics_of_valid(keys))
+
+
+def _batch_messages(items: Any) -> tuple[ParsedMessage, ...]:
+    if not isinstance(items, list) or not items:
+        raise BadRequest('"messages" must be a non-empty list of {"id": ..., "keys": {...}, "data": ...}')
+    if len(items) > MAX_BATCH:
+        raise BadRequest(f"at most {MAX_BATCH} messages per batch, got {len(items)}")
+    parsed = []
+    for index, item in enumerate(items):
+        message_id = item.get("id") if isinstance(item, dict) else None
+        if not isinstance(message_id, str) or not 0 < len(message_id) <= MAX_ID_LENGTH:
+            raise BadRequest(f"message {index} of the batch needs an id of 1-{MAX_ID_LENGTH} characters")
+        try:
+            parsed.append(_message(item, message_id))
+        except BadRequest as exc:
+            raise BadRequest(f"message {index} of the batch: {exc.reason}") from exc
+    return tuple(parsed)
 
 
 def _reject_constant(name: str) -> Any:
@@ -239,12 +312,22 @@ def error_response(error: RequestError) -> Response:
     return Response(error.status, json.dumps(payload).encode(), headers)
 
 
+def batch_response(results: Sequence[int | None]) -> Response:
+    """The answer to a batch: the total, and per message its count or ``null``
+    for a duplicate: ``{"status":"ok","notified":4,"results":[3,1,null]}``."""
+    total = sum(n for n in results if n is not None)
+    items = ",".join("null" if n is None else str(n) for n in results)
+    return Response(200, b'{"status":"ok","notified":%d,"results":[%s]}' % (total, items.encode()))
+
+
 @dataclass(frozen=True)
 class Reply:
-    """What an instance answered, as the publisher reads it."""
+    """What an instance answered, as the publisher reads it. For a batch,
+    ``results`` has one entry per message: its count, or None for a duplicate."""
 
     notified: int
     duplicate: bool
+    results: tuple[int | None, ...] | None = None
 
 
 def parse_reply(body: bytes) -> Reply:
@@ -254,11 +337,20 @@ def parse_reply(body: bytes) -> Reply:
     try:
         payload = json.loads(body)
         notified = payload["notified"]
-        if isinstance(notified, bool) or not isinstance(notified, int) or notified < 0:
+        if not _is_count(notified):
             raise ValueError(notified)
-        return Reply(notified, bool(payload.get("duplicate", False)))
-    except (ValueError, TypeError, KeyError, RecursionError):
+        results = payload.get("results")
+        if results is not None:
+            if not isinstance(results, list) or not all(n is None or _is_count(n) for n in results):
+                raise ValueError(results)
+            results = tuple(results)
+        return Reply(notified, bool(payload.get("duplicate", False)), results)
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
         return Reply(1, False)
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 class RecentIds:

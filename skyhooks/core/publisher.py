@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from .delivery import Call, Effect, Flow, Gather, RetryPolicy, Send, Sleep, notify_flow, run_sync
@@ -51,11 +51,13 @@ class BasePublisher(abc.ABC):
         self._refusal = functools.lru_cache(maxsize=4096)(self.url_policy.refusal)
         self._signer = Signer(secret)
 
-    def _flow(self, keys: Keys, data: Any) -> Flow[DeliveryReport]:
-        # Signing happens now, not when the flow first runs, so bad keys or data
+    def _flow(self, messages: Iterable[tuple[Keys, Any]]) -> Flow[list[DeliveryReport]]:
+        # Encoding happens now, not when the flow first runs, so bad keys or data
         # raise from notify() itself, before anything is looked up or sent.
-        message = self._signer.build(keys, data)
-        return notify_flow(self.store, message, self.retry, self.concurrency, self._refusal)
+        encoded = [self._signer.encode(keys, data) for keys, data in messages]
+        if not encoded:
+            raise ValueError("nothing to publish: give at least one (keys, data) pair")
+        return notify_flow(self.store, encoded, self._signer, self.retry, self.concurrency, self._refusal)
 
     def _perform(self, effect: Effect) -> Any:
         """Route one effect to the hook that performs it."""
@@ -101,7 +103,12 @@ class SyncPublisher(BasePublisher):
 
     def notify(self, keys: Keys, data: Any) -> DeliveryReport:
         """Deliver *data* to every callback listening for any of *keys*."""
-        return run_sync(self._flow(keys, data), self._perform)
+        return run_sync(self._flow([(keys, data)]), self._perform)[0]
+
+    def notify_many(self, messages: Iterable[tuple[Keys, Any]]) -> list[DeliveryReport]:
+        """Deliver several ``(keys, data)`` messages: one lookup, one POST per
+        instance (a batch where an instance gets more than one); a report per message."""
+        return run_sync(self._flow(messages), self._perform)
 
     def _gather(self, gather: Gather) -> list[Any]:
         def run(flow: Flow[Any]) -> Any:

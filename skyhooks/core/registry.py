@@ -39,6 +39,7 @@ from .protocol import (
     RecentIds,
     Response,
     Verifier,
+    batch_response,
     error_response,
     ok_response,
 )
@@ -201,15 +202,24 @@ class BaseRegistry(abc.ABC, Generic[W]):
         return waiter
 
     def handle_request(self, method: str, headers: Mapping[str, str], body: bytes) -> Response:
-        """Verify, deduplicate and dispatch one webhook request; never raises for bad input."""
+        """Verify, deduplicate and dispatch one webhook request (one message or a
+        batch); never raises for bad input."""
         try:
             parsed = self._verifier.parse(method, headers, body)
         except RequestError as exc:
             log.info("refused webhook request (%d): %s", exc.status, exc.reason)
             return error_response(exc)
-        if self._recent.check_and_add(parsed.message.id):
-            return ok_response(0, duplicate=True)
-        return ok_response(self.dispatch(parsed.message, parsed.topics))
+        if not parsed.batch:
+            (one,) = parsed.messages
+            if self._recent.check_and_add(one.message.id):
+                return ok_response(0, duplicate=True)
+            return ok_response(self.dispatch(one.message, one.topics))
+        return batch_response(
+            [
+                None if self._recent.check_and_add(m.message.id) else self.dispatch(m.message, m.topics)
+                for m in parsed.messages
+            ]
+        )
 
     def dispatch(self, message: Message, topics: frozenset[Topic] | None = None) -> int:
         """Run every callback *message* reaches, once each; return how many."""

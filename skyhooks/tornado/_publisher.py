@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -54,7 +54,12 @@ class Publisher(BasePublisher):
 
     async def notify(self, keys: Keys, data: Any) -> DeliveryReport:
         """Deliver *data* to every callback listening for any of *keys*."""
-        return await run_async(self._flow(keys, data), self._perform)
+        return (await run_async(self._flow([(keys, data)]), self._perform))[0]
+
+    async def notify_many(self, messages: Iterable[tuple[Keys, Any]]) -> list[DeliveryReport]:
+        """Deliver several ``(keys, data)`` messages: one lookup, one POST per
+        instance (a batch where an instance gets more than one); a report per message."""
+        return await run_async(self._flow(messages), self._perform)
 
     def close(self) -> None:
         """Close the HTTP client and store worker threads (and the store, if opened here)."""

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import treq
@@ -77,9 +77,18 @@ class Publisher(BasePublisher):
         """
         return Deferred.fromCoroutine(self._notify(keys, data))
 
+    def notify_many(self, messages: Iterable[tuple[Keys, Any]]) -> Deferred[list[DeliveryReport]]:
+        """Deliver several ``(keys, data)`` messages: one lookup, one POST per
+        instance (a batch where an instance gets more than one); a Deferred
+        firing with a report per message."""
+        return Deferred.fromCoroutine(self._notify_many(list(messages)))
+
     async def _notify(self, keys: Keys, data: Any) -> DeliveryReport:
+        return (await self._notify_many([(keys, data)]))[0]
+
+    async def _notify_many(self, messages: list[tuple[Keys, Any]]) -> list[DeliveryReport]:
         # Inside the coroutine, so bad input fails the Deferred like any other error.
-        return await run_async(self._flow(keys, data), self._perform)
+        return await run_async(self._flow(messages), self._perform)
 
     def close(self) -> Deferred[None]:
         """Close pooled connections (and the store, if opened here)."""

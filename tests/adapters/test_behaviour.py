@@ -325,3 +325,19 @@ def test_publisher_raises_store_error_when_the_store_is_down(start_instance, pri
     private_mongo.stop()
     result = instance.notify(A42, "x")
     assert result["error"].startswith("StoreError"), result
+
+
+def test_batches_from_the_blocking_publisher(instance, sqlite_url):
+    from skyhooks import Publisher
+
+    instance.register(A42, "cb42")
+    instance.register(A7, "cb7")
+    with Publisher(sqlite_url, instance.secret) as publisher:
+        reports = publisher.notify_many([(A42, 1), (A7, 2), (A42, 3), ({"account_id": 5}, 4)])
+    assert [r.notified for r in reports] == [1, 1, 1, 0]
+    assert [r.delivered for r in reports[:3]] == [frozenset({instance.url})] * 3
+    assert reports[3].urls == frozenset()  # nobody listens for account 5
+    received = instance.received()
+    assert [m["data"] for m in received["cb42"]] == [1, 3]
+    assert [m["data"] for m in received["cb7"]] == [2]
+    assert received["cb42"][0]["id"] == reports[0].message_id

@@ -22,16 +22,16 @@ def verifier(secret):
 def test_round_trip(secret, verifier):
     message = Signer(secret).build({"account_id": 42}, {"progress": [1, 2]})
     parsed = verifier.parse("POST", message.headers, message.body)
-    assert parsed.message.keys == {"account_id": 42}
-    assert parsed.message.data == {"progress": [1, 2]}
-    assert parsed.message.id == message.id == message.headers["webhook-id"]
-    assert {str(t) for t in parsed.topics} == {"account_id=42"}
+    assert parsed.messages[0].message.keys == {"account_id": 42}
+    assert parsed.messages[0].message.data == {"progress": [1, 2]}
+    assert parsed.messages[0].message.id == message.id == message.headers["webhook-id"]
+    assert {str(t) for t in parsed.messages[0].topics} == {"account_id=42"}
 
 
 def test_headers_in_any_case(secret, verifier):
     message = Signer(secret).build({"a": 1}, None)
     shouty = {k.upper(): v for k, v in message.headers.items()}
-    assert verifier.parse("post", shouty, message.body).message.data is None
+    assert verifier.parse("post", shouty, message.body).messages[0].message.data is None
 
 
 def test_standardwebhooks_verifies_what_we_sign(secret):
@@ -51,7 +51,7 @@ def test_we_verify_what_standardwebhooks_signs(secret, verifier):
         # several signatures, as during secret rotation: one valid is enough
         "webhook-signature": f"v1,AAAA {signature}",
     }
-    assert verifier.parse("POST", headers, body.encode()).message.id == "msg_external"
+    assert verifier.parse("POST", headers, body.encode()).messages[0].message.id == "msg_external"
 
 
 def _status(verifier, method, headers, body):
@@ -143,7 +143,7 @@ def test_any_request_is_a_message_or_a_4xx(method, headers, body):
 def test_any_json_data_round_trips(data):
     secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
     message = Signer(secret).build({"k": 1}, data)
-    assert Verifier(secret).parse("POST", message.headers, message.body).message.data == data
+    assert Verifier(secret).parse("POST", message.headers, message.body).messages[0].message.data == data
 
 
 def test_bad_data_and_keys_fail_before_sending(secret):
@@ -181,3 +181,57 @@ def test_replies_from_foreign_receivers_count_as_one():
     assert parse_reply(b'{"status":"ok","notified":0,"duplicate":true}').duplicate
     assert parse_reply(b"thanks").notified == 1
     assert parse_reply(b'{"notified": true}').notified == 1
+
+
+# -- the batch extension ---------------------------------------------------------------
+
+
+def test_batch_round_trip_keeps_each_message_id(secret, verifier):
+    signer = Signer(secret)
+    encoded = [signer.encode({"account_id": 42}, {"n": i}) for i in range(3)]
+    batch = signer.build_batch(encoded)
+    assert batch.id.startswith("batch_") and batch.headers["webhook-id"] == batch.id
+    parsed = verifier.parse("POST", batch.headers, batch.body)
+    assert parsed.batch
+    assert [m.message.id for m in parsed.messages] == [e.id for e in encoded]
+    assert [m.message.data for m in parsed.messages] == [{"n": 0}, {"n": 1}, {"n": 2}]
+    # any Standard Webhooks verifier accepts the batch: it is one signed JSON body
+    assert standardwebhooks.Webhook(secret).verify(batch.body, dict(batch.headers))["messages"][0]["id"]
+
+
+def test_a_single_message_keeps_the_v1_format(secret):
+    signer = Signer(secret)
+    one = signer.sign(signer.encode({"a": 1}, [1]))
+    assert json.loads(one.body) == {"keys": {"a": 1}, "data": [1]}
+    assert one.headers["webhook-id"] == one.id
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b'{"messages": []}', "non-empty list"),
+        (b'{"messages": {}}', "non-empty list"),
+        (b'{"messages": [{"keys": {"a": 1}}]}', "message 0 of the batch needs an id"),
+        (b'{"messages": [{"id": "m1", "keys": {"a": 1}}, {"id": "m2", "keys": {"a b": 1}}]}', "message 1"),
+        (b'{"messages": [{"id": "m1", "data": 1}]}', "message 0"),
+        (b'{"messages": [1]}', "message 0"),
+    ],
+)
+def test_bad_batches_are_400_naming_the_message(secret, verifier, body, reason):
+    status, text = _status(verifier, "POST", _sign(secret, body), body)
+    assert status == 400 and reason in text
+
+
+def test_batches_are_bounded(secret, verifier):
+    from skyhooks.core.protocol import MAX_BATCH
+
+    items = ",".join(f'{{"id": "m{i}", "keys": {{"a": 1}}}}' for i in range(MAX_BATCH + 1))
+    body = ('{"messages": [' + items + "]}").encode()
+    status, text = _status(verifier, "POST", _sign(secret, body), body)
+    assert status == 400 and f"at most {MAX_BATCH}" in text
+
+
+def test_batch_replies():
+    reply = parse_reply(b'{"status":"ok","notified":4,"results":[3,1,null]}')
+    assert reply.notified == 4 and reply.results == (3, 1, None)
+    assert parse_reply(b'{"status":"ok","notified":4,"results":[true]}').results is None  # malformed: unknown

@@ -264,3 +264,22 @@ def test_unsafe_urls_and_ttls_are_refused(store):
         StepRegistry(URL, store, SECRET, ttl=0)
     with pytest.raises(TypeError):
         StepRegistry(URL, store, SECRET).register({"a": 1}, "not callable")
+
+
+def test_a_batch_dispatches_each_message_once_and_drops_duplicates_one_by_one(registry):
+    got42, got7 = [], []
+    registry.register({"account_id": 42}, record(got42))
+    registry.register({"account_id": 7}, record(got7))
+    signer = Signer(SECRET)
+    first = signer.encode({"account_id": 42}, 1)
+    second = signer.encode({"account_id": 7}, 2)
+    third = signer.encode({"account_id": 99}, 3)
+    batch = signer.build_batch([first, second, third])
+    response = registry.handle_request("POST", batch.headers, batch.body)
+    assert response.body == b'{"status":"ok","notified":2,"results":[1,1,0]}'
+    # a publisher retrying with a new batch that repeats a message
+    again = signer.build_batch([signer.encode({"account_id": 42}, 4), first])
+    assert registry.handle_request("POST", again.headers, again.body).body == (
+        b'{"status":"ok","notified":1,"results":[1,null]}'
+    )
+    assert [m.data for m in got42] == [1, 4] and [m.data for m in got7] == [2]
