@@ -9,7 +9,8 @@ adapter subclasses it and fills in four hooks, in its own idiom:
 - ``_call_later(delay, fn)``: a timer with a ``cancel()`` method;
 - ``_new_waiter()``: an awaitable (Future, Deferred, AsyncResult) and a
   function that completes it; ``register``/``unregister``/``stop`` return it;
-- ``_schedule(awaitable)``: run what an async callback returned, logging errors.
+- ``_schedule(awaitable, context)``: run what an async callback returned, logging
+  errors with *context* (which callback, which message).
 
 Everything but ``_run_blocking``'s worker runs on the loop's thread (or in
 greenlets of the hub's thread), so no locks are needed here.
@@ -86,6 +87,8 @@ class BaseRegistry(abc.ABC, Generic[W]):
         self.url = url
         self.ttl = float(ttl)
         self.store = open_store(store)
+        # A store opened here from a URL is closed once stopped; one handed in is the caller's.
+        self._owns_store = isinstance(store, str)
         self.stop_timeout = stop_timeout
         self._verifier = Verifier(secret, max_body_size=max_body_size)
         self._recent = RecentIds()
@@ -115,9 +118,10 @@ class BaseRegistry(abc.ABC, Generic[W]):
     def _new_waiter(self) -> tuple[W, Resolve]:
         """An awaitable in the adapter's idiom and the function that completes it."""
 
-    def _schedule(self, awaitable: Any) -> None:
-        """Run what an async callback returned; log its errors."""
-        log.error("%s cannot run the awaitable a callback returned: %r", type(self).__name__, awaitable)
+    def _schedule(self, awaitable: Any, context: str) -> None:
+        """Run what an async callback returned; log its errors, naming *context*
+        (which callback, which message)."""
+        log.error("%s cannot run the awaitable %s returned", type(self).__name__, context)
         close = getattr(awaitable, "close", None)
         if close is not None:
             close()
@@ -130,7 +134,7 @@ class BaseRegistry(abc.ABC, Generic[W]):
             log.exception("callback %r raised on message %s", callback, message.id)
             return
         if result is not None and inspect.isawaitable(result):
-            self._schedule(result)
+            self._schedule(result, f"callback {callback!r} on message {message.id}")
 
     # -- public API -------------------------------------------------------------------
 
@@ -325,6 +329,8 @@ class BaseRegistry(abc.ABC, Generic[W]):
 
     def _finish_stop(self, removed: bool) -> None:
         self._state = "stopped"
+        if self._owns_store:
+            self._run_blocking(self.store.close, lambda result, error: None)
         waiting, self._stop_waiting = self._stop_waiting, []
         for resolve in waiting:
             resolve(removed)

@@ -73,13 +73,13 @@ class Registry(BaseRegistry["asyncio.Future[Any]"]):
 
         return future, resolve
 
-    def _schedule(self, awaitable: Any) -> None:
+    def _schedule(self, awaitable: Any, context: str) -> None:
         future = convert_yielded(awaitable)
         # The loop keeps only weak references to tasks: hold them until they finish.
         self._tasks.add(future)
-        self._io_loop.add_future(future, self._scheduled_done)
+        self._io_loop.add_future(future, lambda done: self._scheduled_done(done, context))
 
-    def _scheduled_done(self, future: asyncio.Future[Any]) -> None:
+    def _scheduled_done(self, future: asyncio.Future[Any], context: str) -> None:
         self._tasks.discard(future)
         if not future.cancelled() and future.exception() is not None:
-            log.error("async callback failed", exc_info=future.exception())
+            log.error("%s failed", context, exc_info=future.exception())

@@ -72,8 +72,8 @@ class Registry(BaseRegistry["Deferred[Any]"]):
         waiter: Deferred[Any] = Deferred()
         return waiter, waiter.callback
 
-    def _schedule(self, awaitable: Any) -> None:
-        ensureDeferred(_awaited(awaitable)).addErrback(_log_failure)
+    def _schedule(self, awaitable: Any, context: str) -> None:
+        ensureDeferred(_awaited(awaitable)).addErrback(_log_failure, context)
 
 
 async def _awaited(awaitable: Awaitable[Any]) -> Any:
@@ -81,5 +81,5 @@ async def _awaited(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
 
 
-def _log_failure(failure: Failure) -> None:
-    log.error("an async callback failed", exc_info=failure.value)
+def _log_failure(failure: Failure, context: str) -> None:
+    log.error("%s failed", context, exc_info=failure.value)
