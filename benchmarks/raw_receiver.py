@@ -1,7 +1,8 @@
-"""The fastest plain receiver we run: an asyncio Protocol that answers every POST
-``200 {"status":"ok","notified":1}`` on a keep-alive connection, and GET with the
-number of POSTs it has answered. A publisher benchmark's baseline sink, so the
-receiver is never what limits a publisher's measured rate.
+"""The fastest plain receiver we run: an asyncio Protocol that parses every POST's
+JSON body and answers ``200 {"status":"ok","notified":1}`` on a keep-alive
+connection; ``GET /tally/latencies`` answers the send-to-arrival times (see
+``benchmarks.servers._tally``), any other GET the number of POSTs parsed. The
+raw HTTP baseline's server, and a publisher benchmark's sink.
 
     python -m benchmarks.raw_receiver [--port 0]   # prints LISTENING <port>
 """
@@ -12,6 +13,8 @@ import argparse
 import asyncio
 import signal
 
+from benchmarks.servers._tally import Tally
+
 REPLY_BODY = b'{"status":"ok","notified":1}'
 REPLY = (
     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
@@ -21,8 +24,7 @@ REPLY = (
 )
 
 
-class Counter:
-    posts = 0
+TALLY = Tally()
 
 
 class ReceiverProtocol(asyncio.Protocol):
@@ -46,12 +48,13 @@ class ReceiverProtocol(asyncio.Protocol):
             if len(self.buffer) < total:
                 break
             method = head[: head.find(b" ")]
-            self.buffer = self.buffer[total:]
+            request_body, self.buffer = self.buffer[end + 4 : total], self.buffer[total:]
             if method == b"post":
-                Counter.posts += 1
+                TALLY.parsed(request_body)
                 replies.append(REPLY)
             else:
-                body = str(Counter.posts).encode()
+                path = head[head.find(b" ") + 1 : head.find(b" ", head.find(b" ") + 1)]
+                body = TALLY.answer("latencies" if path.endswith(b"/latencies") else "count") or b""
                 replies.append(
                     b"HTTP/1.1 200 OK\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
                 )
