@@ -1,0 +1,1 @@
+from tests.reliability.conftest import measure  # noqa: F401 - the JSON-lines report fixture
