@@ -73,3 +73,16 @@ def types(session: nox.Session) -> None:
 def cli(session: nox.Session) -> None:
     """The skyhooks command and the mixed-stack demo (Tornado, gevent and Twisted side by side)."""
     run_pytest(session, "test,tornado,gevent,twisted", "tests/test_cli.py", "tests/test_demo.py")
+
+
+@nox.session
+def integration(session: nox.Session) -> None:
+    """Across processes: a real Celery worker, the three frameworks side by side on SQLite and
+    MongoDB, the command against a running demo."""
+    run_pytest(session, "test,tornado,gevent,twisted,mongodb,examples", "tests/integration")
+
+
+@nox.session
+def browser(session: nox.Session) -> None:
+    """The demo in headless Chromium (Debian's) driven by Playwright; prints the latency."""
+    run_pytest(session, "test,tornado,gevent,twisted,browser", "tests/browser", "-s")
