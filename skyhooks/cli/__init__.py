@@ -5,7 +5,7 @@
     skyhooks listeners --store sqlite:////var/lib/app/hooks.db [--key account_id=42] [--json]
     skyhooks notify --store URL --key account_id=42 --data '{"progress": 100}' [--json]
     skyhooks purge --store URL
-    skyhooks demo [--host 127.0.0.1] [--ports 8001,8002,8003] [--store URL]
+    skyhooks demo [--host 127.0.0.1] [--ports 8001,8002,8003] [--store URL] [--secret S]
 
 Every failure the user can cause or fix (a bad store URL, a store that is down, a
 malformed key, bad JSON, no secret) is one ``skyhooks: error: ...`` line on stderr
@@ -78,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="P1,P2,P3",
         help="Tornado, gevent and Twisted ports (default: 8001,8002,8003)",
     )
+    sub.add_argument(
+        "--secret",
+        dest="demo_secret",  # optional here: main() insists on a secret only where it is "secret"
+        default=os.environ.get(SECRET_ENV),
+        help="the servers' Standard Webhooks secret (default: $SKYHOOKS_SECRET, else a new one)",
+    )
     sub.set_defaults(run=_demo)
     return parser
 
@@ -86,7 +92,7 @@ def _demo(args: argparse.Namespace) -> int:
     # Imported late: only the demo needs subprocess orchestration.
     from ._demo import run_demo
 
-    return run_demo(host=args.host, ports=parse_ports(args.ports), store=args.store)
+    return run_demo(host=args.host, ports=parse_ports(args.ports), store=args.store, secret=args.demo_secret)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..core.errors import ConfigurationError, SkyhooksError
-from ..core.protocol import generate_secret
+from ..core.protocol import Signer, generate_secret
 from ..core.stores import open_store
 
 __all__ = ["run_demo"]
@@ -38,7 +38,7 @@ class _Server:
     ready: threading.Event = field(default_factory=threading.Event)
 
 
-def run_demo(host: str, ports: list[int], store: str | None) -> int:
+def run_demo(host: str, ports: list[int], store: str | None, secret: str | None = None) -> int:
     """Run the demo until SIGINT/SIGTERM; return 0 if everything stopped cleanly."""
     missing = [name for name in _NEEDS if importlib.util.find_spec(name) is None]
     if missing:
@@ -52,7 +52,8 @@ def run_demo(host: str, ports: list[int], store: str | None) -> int:
         folder = tempfile.mkdtemp(prefix="skyhooks-demo-")
         store = f"sqlite:///{folder}/hooks.db"
     open_store(store).close()  # a bad or unreachable store fails here, in one line
-    secret = generate_secret()
+    secret = secret or generate_secret()
+    Signer(secret)  # an unusable secret fails here, in one line
     servers: list[_Server] = []
     try:
         for framework, port in zip(FRAMEWORKS, ports, strict=True):

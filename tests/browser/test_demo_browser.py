@@ -92,26 +92,9 @@ def browser(tmp_path: Path) -> Iterator[Any]:
 
 
 def open_page(browser: Any, url: str, account: str) -> Any:
-    """A demo page listening for *account* from the start.
-
-    The page has no URL parameter for its account and listens for the first
-    option (42) on load; switching it afterwards would leave the 42 stream's
-    callback registered until the server notices the closed stream (under WSGI,
-    at a keep-alive write, up to seconds later), so this preselects the option
-    in the HTML as served.
-    """
+    """A demo page listening for *account* from the start (``?account_id=``)."""
     page = browser.new_page()
-    if account != "42":
-
-        def preselect(route: Any) -> None:
-            response = route.fetch()
-            option = f"<option>{account}</option>"
-            body = response.text().replace(option, option.replace("<option>", "<option selected>"))
-            assert "selected" in body, "the demo page has no option for the account"
-            route.fulfill(response=response, body=body)
-
-        page.route(url, preselect)
-    page.goto(url)
+    page.goto(f"{url}?account_id={account}")
     sync_api.expect(page.locator("#state")).to_have_text(f"listening for account {account}")
     return page
 
@@ -145,7 +128,7 @@ def test_run_task_reaches_every_page_of_the_account(demo: Demo, browser: Any, tm
         assert kinds.count("progress") == STEPS and kinds.count("result") == 1, (framework, kinds)
 
     # Latency: publish from this process, as a job would, stamped with time.time().
-    with Publisher(store=demo.store, secret=demo.secret()) as publisher:
+    with Publisher(store=demo.store, secret=demo.secret) as publisher:
         for step in range(1, LATENCY_MESSAGES + 1):
             data = {"kind": "progress", "task": "latency", "step": step, "of": LATENCY_MESSAGES}
             report = publisher.notify({"account_id": 42}, {**data, "sent": time.time()})

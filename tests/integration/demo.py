@@ -1,8 +1,5 @@
-"""Run ``skyhooks demo`` for a test: on free ports, over a store the test names.
-
-The demo makes its own secret and has no option to take one, so :func:`demo_secret`
-reads it from a demo server's command line (``--secret``, as ``ps`` shows it).
-"""
+"""Run ``skyhooks demo`` for a test: on free ports, over a store and with a secret
+the test names."""
 
 from __future__ import annotations
 
@@ -31,13 +28,11 @@ class Demo:
     pages: dict[str, str]  # framework -> page URL ("http://127.0.0.1:PORT/")
     store: str
     log_path: Path
+    secret: str
 
     @property
     def webhook_urls(self) -> dict[str, str]:
         return {framework: page + "skyhooks" for framework, page in self.pages.items()}
-
-    def secret(self) -> str:
-        return demo_secret(self.process.pid)
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
@@ -61,25 +56,17 @@ def children(pid: int) -> set[int]:
     return found
 
 
-def demo_secret(pid: int) -> str:
-    for child in children(pid):
-        try:
-            argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"--secret" in argv:
-            return argv[argv.index(b"--secret") + 1].decode()
-    raise AssertionError("no demo server with a --secret argument")
-
-
 @contextmanager
 def running_demo(tmp_path: Path) -> Iterator[Demo]:
-    """``skyhooks demo --ports 0,0,0 --store sqlite:///<tmp>/hooks.db``, ended (by pid) on exit."""
+    """``skyhooks demo --ports 0,0,0 --store sqlite:///<tmp>/hooks.db --secret S``, ended (by pid) on exit."""
+    from skyhooks import generate_secret
+
     store = f"sqlite:///{tmp_path}/hooks.db"
+    secret = generate_secret()
     log_path = tmp_path / "demo.stderr"
     log = log_path.open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "skyhooks", "demo", "--ports", "0,0,0", "--store", store],
+        [sys.executable, "-m", "skyhooks", "demo", "--ports", "0,0,0", "--store", store, "--secret", secret],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=log,
@@ -96,7 +83,7 @@ def running_demo(tmp_path: Path) -> Iterator[Demo]:
             if match := re.match(r"\s+(tornado|gevent|twisted)\s+(http://\S+)", line):
                 pages[match[1]] = match[2]
         assert len(pages) == 3, f"the demo did not print three URLs:\n{log_path.read_text()}"
-        yield Demo(process, pages, store, log_path)
+        yield Demo(process, pages, store, log_path, secret)
         # A clean stop (SIGINT, as Ctrl-C) is part of every run.
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=25) == 0, log_path.read_text()

@@ -81,7 +81,7 @@ def test_cli_against_a_running_demo(demo: Demo, streams: dict[str, EventStream])
     # notify: with the demo's secret it reaches the account's stream, and no other.
     data = {"kind": "progress", "task": "cli", "step": 1, "of": 1}
     result = skyhooks(
-        "notify", "--store", store, "--key", "account_id=42", "--data", json.dumps(data), secret=demo.secret()
+        "notify", "--store", store, "--key", "account_id=42", "--data", json.dumps(data), secret=demo.secret
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 delivered, 0 failed, notified 1 callback(s)" in result.stdout
@@ -93,7 +93,7 @@ def test_cli_against_a_running_demo(demo: Demo, streams: dict[str, EventStream])
 
     result = skyhooks(
         "notify", "--store", store, "--key", "account_id=42", "--data", '{"n": 2}', "--json",
-        secret=demo.secret(),
+        secret=demo.secret,
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
