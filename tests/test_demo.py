@@ -9,13 +9,8 @@ subscription behind.
 from __future__ import annotations
 
 import json
-import os
-import re
 import signal
 import socket
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,75 +20,12 @@ from urllib.parse import urlsplit
 import pytest
 
 from skyhooks import Topic, open_store
+from tests.support.demo import DEADLINE, Demo, EventStream, alive, children, running_demo
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("tornado")
 pytest.importorskip("gevent")
 pytest.importorskip("twisted")
-
-DEADLINE = 30.0
-
-
-class EventStream:
-    """A Server-Sent Events stream read over a raw socket by a thread."""
-
-    def __init__(self, page: str, account: str) -> None:
-        parts = urlsplit(page)
-        self.sock = socket.create_connection((parts.hostname, parts.port), timeout=DEADLINE)
-        self.sock.sendall(
-            f"GET /events?account_id={account} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-            "Accept: text/event-stream\r\n\r\n".encode()
-        )
-        self.events: list[dict[str, Any]] = []
-        self.ready = threading.Event()
-        self.buffer = b""
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        try:
-            while chunk := self.sock.recv(65536):
-                self.buffer += chunk
-                if b"event: ready" in self.buffer:
-                    self.ready.set()
-                # Chunked framing lines never start with "data: ", so this is enough.
-                self.events = [json.loads(m) for m in re.findall(rb"^data: (\{.+\})$", self.buffer, re.M)]
-        except OSError:
-            pass
-
-    def data(self, kind: str) -> list[dict[str, Any]]:
-        return [event["data"] for event in self.events if event["data"].get("kind") == kind]
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def descendants(pid: int) -> set[int]:
-    """Every live process below *pid* (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            children.setdefault(ppid, []).append(int(entry))
-    found, todo = set(), [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.add(child)
-            todo.append(child)
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
 
 def wait_until(condition: Any, what: str, timeout: float = DEADLINE) -> None:
     deadline = time.monotonic() + timeout
@@ -104,38 +36,13 @@ def wait_until(condition: Any, what: str, timeout: float = DEADLINE) -> None:
 
 
 @pytest.fixture
-def demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, str], str]]:
-    store = f"sqlite:///{tmp_path}/hooks.db"
-    log = (tmp_path / "stderr").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "skyhooks", "demo", "--ports", "0,0,0", "--store", store],
-        stdout=subprocess.PIPE,
-        stderr=log,
-        text=True,
-    )
-    pages: dict[str, str] = {}
-    assert process.stdout is not None
-    deadline = time.monotonic() + DEADLINE
-    while len(pages) < 3 and time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        if match := re.match(r"\s+(tornado|gevent|twisted)\s+(http://\S+)", line):
-            pages[match[1]] = match[2]
-    try:
-        assert len(pages) == 3, f"demo did not print three URLs: {(tmp_path / 'stderr').read_text()}"
-        yield process, pages, store
-    finally:
-        if process.poll() is None:
-            for pid in descendants(process.pid):
-                os.kill(pid, signal.SIGKILL)
-            process.kill()
-        process.wait()
-        log.close()
+def demo(tmp_path: Path) -> Iterator[Demo]:
+    with running_demo(tmp_path) as demo:
+        yield demo
 
 
-def test_demo_fans_out_per_account_and_stops_cleanly(demo: Any) -> None:
-    process, pages, store_url = demo
+def test_demo_fans_out_per_account_and_stops_cleanly(demo: Demo) -> None:
+    process, pages, store_url = demo.process, demo.pages, demo.store
     streams = {name: EventStream(page, "42") for name, page in pages.items()}
     other = EventStream(pages["gevent"], "7")
     for stream in [*streams.values(), other]:
@@ -178,13 +85,13 @@ def test_demo_fans_out_per_account_and_stops_cleanly(demo: Any) -> None:
             timeout=10,
         )
 
-        children = descendants(process.pid)
-        assert len(children) >= 3
+        servers = children(process.pid)
+        assert len(servers) >= 3
         started = time.monotonic()
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=20) == 0
         assert time.monotonic() - started < 20
-        assert [pid for pid in children if alive(pid)] == []
+        assert [pid for pid in servers if alive(pid)] == []
         assert store.subscriptions() == []
     finally:
         store.close()

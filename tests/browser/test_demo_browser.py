@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from skyhooks import Publisher
-from tests.integration.demo import Demo, running_demo
+from tests.support.demo import Demo, running_demo
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("tornado")

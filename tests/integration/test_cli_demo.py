@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from skyhooks import Topic, open_store
-from tests.integration.demo import DEADLINE, Demo, EventStream, running_demo
+from tests.support.demo import DEADLINE, Demo, EventStream, running_demo
 from tests.support.instances import wait_for
 
 pytestmark = pytest.mark.slow

@@ -130,5 +130,18 @@ class EventStream:
         # Chunked framing lines never start with "data: ", so this is enough.
         return [json.loads(m) for m in re.findall(rb"^data: (\{.+\})$", self.buffer, re.M)]
 
+    def data(self, kind: str) -> list[dict[str, Any]]:
+        """The data of the events of one kind (progress, result, report)."""
+        return [event["data"] for event in self.events if event["data"].get("kind") == kind]
+
     def close(self) -> None:
         self.sock.close()
+
+
+def alive(pid: int) -> bool:
+    """Whether *pid* is a live (not zombie) process."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
