@@ -1,0 +1,86 @@
+"""Every skyhooks benchmark figure, each against its baseline in the same run.
+
+    python -m benchmarks all --quick     # every figure, short runs (a few minutes on 2 cores)
+    python -m benchmarks all             # longer runs
+    python -m benchmarks throughput|latency|delivery|receive|stores|memory [--quick]
+    python -m benchmarks report          # rebuild RESULTS.md and the plots from results/*.json
+
+1. throughput: delivered messages/s counted at the receivers' callbacks, one
+   publisher process -> 1 and 4 instances, every adapter as receiver and every
+   publisher (and batched with ``notify_many``), vs raw HTTP, Redis pub/sub and a
+   Socket.IO Redis emitter (``benchmarks/delivery.py``).
+2. latency: notify() -> callback in another process, p50/p99/p999, paced at 500/s.
+3. receive: each adapter's handler vs a bare handler of its framework, under wrk.
+4. stores: lookup latency and add/renew throughput from 1k to 1M subscriptions.
+5. memory: bytes per local subscription with 100k callbacks registered.
+
+Needs ``redis-server`` and ``wrk`` (Debian packages) and the ``bench`` extra;
+MongoDB figures need the mongoeco Python (see ``tests/support/mongo.py``).
+Results: ``benchmarks/results/*.json``, ``benchmarks/RESULTS.md``, ``benchmarks/results/*.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from benchmarks import report
+
+FIGURES = ["throughput", "latency", "receive", "stores", "memory"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("figure", choices=["all", "delivery", "report", *FIGURES])
+    parser.add_argument("--quick", action="store_true", help="short runs (CI, a first look)")
+    parser.add_argument("--frameworks", default="tornado,gevent,twisted")
+    args = parser.parse_args(argv)
+    command = "python -m benchmarks " + " ".join(argv if argv is not None else sys.argv[1:])
+    frameworks = args.frameworks.split(",")
+    wanted = set(FIGURES if args.figure == "all" else
+                 ["throughput", "latency"] if args.figure == "delivery" else
+                 [] if args.figure == "report" else [args.figure])
+    started = time.monotonic()
+
+    def log(line: str) -> None:
+        print(f"[{time.monotonic() - started:6.1f}s] {line}", flush=True)
+
+    if wanted & {"throughput", "latency"}:
+        from benchmarks import delivery
+
+        log("1-2. delivery: throughput and paced latency")
+        previous = report.load().get("delivery", {})
+        result = delivery.run(args.quick, "throughput" in wanted, "latency" in wanted, log,
+                              frameworks=frameworks)
+        # A figure run alone keeps the other figure's last results.
+        for part in ("throughput", "latency"):
+            if part not in wanted and previous.get(part):
+                result[part] = previous[part]
+        report.save("delivery", result, command)
+    if "receive" in wanted:
+        from benchmarks import receive
+
+        log("3. receive overhead under wrk")
+        report.save("receive", receive.run(args.quick, frameworks, log), command)
+    if "stores" in wanted:
+        from benchmarks import stores
+
+        log("4. store scaling")
+        report.save("stores", stores.run(args.quick, log), command)
+    if "memory" in wanted:
+        from benchmarks import memory
+
+        log("5. memory per local subscription")
+        report.save("memory", memory.run(args.quick, frameworks, log), command)
+    results = report.load()
+    text = report.write_markdown(results)
+    report.plots(results)
+    print()
+    print(text)
+    log(f"done: {report.HERE / 'RESULTS.md'}, {report.RESULTS}/*.json, *.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""Figure 3: receive overhead. wrk POSTs signed webhooks to the adapter's handler
+(verify, parse, dispatch to one counting callback) and the same bytes to a bare
+handler of the same framework that only parses the JSON; each in a server process
+of its own (``benchmarks/servers/<framework>.py``), alternated A B, B A, ... so a
+drift in the machine's speed favours neither. Also the server's CPU time per
+request, which swings much less than throughput on a shared machine."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from typing import Any
+
+from benchmarks.common import median, signed_requests, start_process, wrk
+
+KEYS = {"account_id": 1}
+DATA = {"progress": 50, "step": "resizing images"}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process *pid* so far (Linux)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run(quick: bool, frameworks: list[str], log: Any = print) -> dict[str, Any]:
+    from skyhooks import generate_secret
+
+    seconds, rounds = (2, 2) if quick else (5, 4)
+    secret = generate_secret()
+    # Distinct ids (a repeated one is a duplicate, not dispatched); the bare handler gets the same bytes.
+    requests = signed_requests(secret, 15_000 * seconds, KEYS, DATA)
+    out: dict[str, Any] = {"seconds": seconds, "rounds": rounds, "frameworks": {}}
+    for fw in frameworks:
+        rates: dict[str, list[float]] = {"skyhooks": [], "bare": []}
+        cpu_us: dict[str, list[float]] = {"skyhooks": [], "bare": []}
+        with contextlib.ExitStack() as stack:
+            servers = {}
+            for kind in rates:
+                cmd = [sys.executable, "-m", f"benchmarks.servers.{fw}", "--mode", kind, "--secret", secret,
+                       "--keys", '[{"account_id": 1}]']
+                servers[kind] = stack.enter_context(start_process(cmd))
+            for round_ in range(rounds):
+                for kind in ("skyhooks", "bare") if round_ % 2 == 0 else ("bare", "skyhooks"):
+                    server = servers[kind]
+                    used = cpu_seconds(server.process.pid)
+                    result = wrk(f"http://127.0.0.1:{server.port}/skyhooks", requests, seconds)
+                    if result.non_2xx or result.socket_errors:
+                        raise AssertionError(f"{fw} {kind}: {result}")
+                    if result.requests > len(requests):
+                        raise AssertionError(f"{fw} {kind}: ids repeated; more requests needed")
+                    rates[kind].append(result.requests_per_s)
+                    cpu_us[kind].append((cpu_seconds(server.process.pid) - used) / result.requests * 1e6)
+        ratio = median([a / b for a, b in zip(rates["skyhooks"], rates["bare"], strict=True)])
+        cpu_ratio = median([b / a for a, b in zip(cpu_us["skyhooks"], cpu_us["bare"], strict=True)])
+        out["frameworks"][fw] = {"rates": rates, "cpu_us": cpu_us, "ratio": ratio, "cpu_ratio": cpu_ratio}
+        log(f"  {fw:8} skyhooks {median(rates['skyhooks']):7,.0f} req/s, bare {median(rates['bare']):7,.0f}"
+            f" req/s: ratio {ratio:.2f}; CPU/request bare/skyhooks {cpu_ratio:.2f}")
+    return out
