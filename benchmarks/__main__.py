@@ -31,17 +31,24 @@ FIGURES = ["throughput", "latency", "receive", "stores", "memory"]
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("figure", choices=["all", "delivery", "report", *FIGURES])
     parser.add_argument("--quick", action="store_true", help="short runs (CI, a first look)")
     parser.add_argument("--frameworks", default="tornado,gevent,twisted")
     args = parser.parse_args(argv)
     command = "python -m benchmarks " + " ".join(argv if argv is not None else sys.argv[1:])
     frameworks = args.frameworks.split(",")
-    wanted = set(FIGURES if args.figure == "all" else
-                 ["throughput", "latency"] if args.figure == "delivery" else
-                 [] if args.figure == "report" else [args.figure])
+    wanted = set(
+        FIGURES
+        if args.figure == "all"
+        else ["throughput", "latency"]
+        if args.figure == "delivery"
+        else []
+        if args.figure == "report"
+        else [args.figure]
+    )
     started = time.monotonic()
 
     def log(line: str) -> None:
@@ -52,8 +59,9 @@ def main(argv: list[str] | None = None) -> None:
 
         log("1-2. delivery: throughput and paced latency")
         previous = report.load().get("delivery", {})
-        result = delivery.run(args.quick, "throughput" in wanted, "latency" in wanted, log,
-                              frameworks=frameworks)
+        result = delivery.run(
+            args.quick, "throughput" in wanted, "latency" in wanted, log, frameworks=frameworks
+        )
         # A figure run alone keeps the other figure's last results.
         for part in ("throughput", "latency"):
             if part not in wanted and previous.get(part):

@@ -72,7 +72,9 @@ def redis_server() -> Iterator[int]:
 def run_sender(kind: str, plan: dict[str, Any], timeout: float = 300) -> list[dict[str, Any]]:
     out = subprocess.run(
         [sys.executable, "-m", "benchmarks.sender", kind, json.dumps(plan)],
-        capture_output=True, text=True, timeout=timeout,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     if out.returncode != 0:
         raise RuntimeError(f"sender {kind} failed: {out.stderr[-2000:]}")
@@ -87,8 +89,13 @@ def percentiles(values: list[float]) -> dict[str, float]:
     def at(q: float) -> float:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
-    return {"p50": at(0.50), "p99": at(0.99), "p999": at(0.999), "mean": statistics.fmean(ordered),
-            "samples": len(ordered)}
+    return {
+        "p50": at(0.50),
+        "p99": at(0.99),
+        "p999": at(0.999),
+        "mean": statistics.fmean(ordered),
+        "samples": len(ordered),
+    }
 
 
 @contextlib.contextmanager
@@ -97,29 +104,55 @@ def skyhooks_instances(fw: str, store: str, secret: str, n: int) -> Iterator[lis
         tallies = []
         for i in range(n):
             keys = [{"bench": f"{fw}-1"}, {"bench": f"{fw}-4"}] if i == 0 else [{"bench": f"{fw}-4"}]
-            cmd = [sys.executable, "-m", f"benchmarks.servers.{fw}", "--store", store,
-                   "--secret", secret, "--keys", json.dumps(keys)]
+            cmd = [
+                sys.executable,
+                "-m",
+                f"benchmarks.servers.{fw}",
+                "--store",
+                store,
+                "--secret",
+                secret,
+                "--keys",
+                json.dumps(keys),
+            ]
             tallies.append(f"http://127.0.0.1:{stack.enter_context(start_process(cmd)).port}/tally")
         yield tallies
 
 
 def targets_for(fw: str, tallies: list[str], counts: tuple[int, ...]) -> list[dict[str, Any]]:
-    return [{"label": f"{fw}-{n}", "keys": {"bench": f"{fw}-{n}"}, "tallies": tallies[:n], "instances": n}
-            for n in counts if n <= len(tallies)]
+    return [
+        {"label": f"{fw}-{n}", "keys": {"bench": f"{fw}-{n}"}, "tallies": tallies[:n], "instances": n}
+        for n in counts
+        if n <= len(tallies)
+    ]
 
 
 def row(system: str, receiver: str, sender: str, result: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    out = {"system": system, "receiver": receiver, "sender": sender, "instances": result["fanout"],
-           "rate": result["rate"], "sent": result["sent"], "delivered": result["delivered"],
-           "lost": result["lost"], **extra}
+    out = {
+        "system": system,
+        "receiver": receiver,
+        "sender": sender,
+        "instances": result["fanout"],
+        "rate": result["rate"],
+        "sent": result["sent"],
+        "delivered": result["delivered"],
+        "lost": result["lost"],
+        **extra,
+    }
     if "latencies" in result:
         out["latency_ms"] = percentiles(result["latencies"])
         out["latencies"] = [round(x, 3) for x in result["latencies"]]
     return out
 
 
-def run(quick: bool, throughput: bool = True, latency: bool = True, log: Any = print,
-        frameworks: list[str] = FRAMEWORKS, publishers: list[str] = PUBLISHERS) -> dict[str, Any]:
+def run(
+    quick: bool,
+    throughput: bool = True,
+    latency: bool = True,
+    log: Any = print,
+    frameworks: list[str] = FRAMEWORKS,
+    publishers: list[str] = PUBLISHERS,
+) -> dict[str, Any]:
     seconds = 1.0 if quick else 4.0
     count = 1000 if quick else 5000  # paced messages per latency run (p999 needs >= 1000)
     rate = 500
@@ -129,55 +162,95 @@ def run(quick: bool, throughput: bool = True, latency: bool = True, log: Any = p
     tput_plan = {"mode": "throughput", "seconds": seconds, "in_flight": IN_FLIGHT, "secret": secret}
     lat_plan = {"mode": "latency", "rate": rate, "count": count, "secret": secret, "threads": 1}
 
-    def both(kind: str, system: str, receiver: str, sender: str, plan: dict[str, Any],
-             targets: list[dict[str, Any]]) -> None:
+    def both(
+        kind: str,
+        system: str,
+        receiver: str,
+        sender: str,
+        plan: dict[str, Any],
+        targets: list[dict[str, Any]],
+    ) -> None:
         if throughput:
             for r in run_sender(kind, {**tput_plan, **plan, "targets": targets}):
                 rows.append(row(system, receiver, sender, r))
-                log(f"  {system:10} {receiver:8} <- {sender:9} x{r['fanout']}: {r['rate']:8,.0f} msg/s"
-                    f"  (lost {r['lost']})")
+                log(
+                    f"  {system:10} {receiver:8} <- {sender:9} x{r['fanout']}: {r['rate']:8,.0f} msg/s"
+                    f"  (lost {r['lost']})"
+                )
         if latency:
             for r in run_sender(kind, {**lat_plan, **plan, "targets": targets[:1]}):
                 lat_rows.append(row(system, receiver, sender, r))
                 p = lat_rows[-1]["latency_ms"]
-                log(f"  {system:10} {receiver:8} <- {sender:9} latency p50 {p['p50']:.2f} ms"
-                    f" p99 {p['p99']:.2f} ms (lost {r['lost']})")
+                log(
+                    f"  {system:10} {receiver:8} <- {sender:9} latency p50 {p['p50']:.2f} ms"
+                    f" p99 {p['p99']:.2f} ms (lost {r['lost']})"
+                )
 
     # -- baselines ---------------------------------------------------------------------
     with contextlib.ExitStack() as stack:
-        raws = [stack.enter_context(start_process([sys.executable, "-m", "benchmarks.raw_receiver"]))
-                for _ in range(4)]
+        raws = [
+            stack.enter_context(start_process([sys.executable, "-m", "benchmarks.raw_receiver"]))
+            for _ in range(4)
+        ]
         urls = [f"http://127.0.0.1:{p.port}/skyhooks" for p in raws]
         tallies = [f"http://127.0.0.1:{p.port}/tally" for p in raws]
-        targets = [{"label": f"raw-{n}", "keys": {"bench": "raw"}, "urls": urls[:n], "tallies": tallies[:n]}
-                   for n in (1, 4)]
+        targets = [
+            {"label": f"raw-{n}", "keys": {"bench": "raw"}, "urls": urls[:n], "tallies": tallies[:n]}
+            for n in (1, 4)
+        ]
         both("raw", "baseline", "raw", "raw", {}, targets)
     with redis_server() as port:
         with contextlib.ExitStack() as stack:
             subs = []
             for i in range(4):
                 channels = "one,four" if i == 0 else "four"
-                cmd = [sys.executable, "-m", "benchmarks.baselines.redis_subscriber",
-                       "--redis-port", str(port), "--channels", channels]
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.baselines.redis_subscriber",
+                    "--redis-port",
+                    str(port),
+                    "--channels",
+                    channels,
+                ]
                 subs.append(f"http://127.0.0.1:{stack.enter_context(start_process(cmd)).port}/tally")
-            targets = [{"label": "redis-1", "keys": {"bench": "redis"}, "channel": "one", "tallies": subs[:1]},
-                       {"label": "redis-4", "keys": {"bench": "redis"}, "channel": "four", "tallies": subs}]
+            targets = [
+                {"label": "redis-1", "keys": {"bench": "redis"}, "channel": "one", "tallies": subs[:1]},
+                {"label": "redis-4", "keys": {"bench": "redis"}, "channel": "four", "tallies": subs},
+            ]
             both("redis", "baseline", "redis", "redis", {"redis_port": port, "threads": 1}, targets)
         with contextlib.ExitStack() as stack:
             sios = []
             for n in (1, 4):  # one Socket.IO cluster (channel) per size: every server reads every emit
                 sios = []
                 for _ in range(n):
-                    cmd = [sys.executable, "-m", "benchmarks.baselines.socketio_server",
-                           "--redis-port", str(port), "--channel", f"sio{n}"]
+                    cmd = [
+                        sys.executable,
+                        "-m",
+                        "benchmarks.baselines.socketio_server",
+                        "--redis-port",
+                        str(port),
+                        "--channel",
+                        f"sio{n}",
+                    ]
                     sios.append(f"http://127.0.0.1:{stack.enter_context(start_process(cmd)).port}/tally")
-                target = {"label": f"socketio-{n}", "keys": {"bench": "sio"}, "channel": f"sio{n}",
-                          "tallies": sios}
+                target = {
+                    "label": f"socketio-{n}",
+                    "keys": {"bench": "sio"},
+                    "channel": f"sio{n}",
+                    "tallies": sios,
+                }
                 if n == 1 or throughput:
                     saved = latency
                     latency = latency and n == 1
-                    both("socketio", "baseline", "socketio", "socketio", {"redis_port": port, "threads": 1},
-                         [target])
+                    both(
+                        "socketio",
+                        "baseline",
+                        "socketio",
+                        "socketio",
+                        {"redis_port": port, "threads": 1},
+                        [target],
+                    )
                     latency = saved
                 stack.close()
 
@@ -196,10 +269,16 @@ def run(quick: bool, throughput: bool = True, latency: bool = True, log: Any = p
                     both(pub, "skyhooks", fw, pub, plan, targets)
                     latency = saved
                 if throughput:
-                    # batched: notify_many, 100 messages per POST (quick: the blocking publisher and the framework's own)
+                    # batched: notify_many, 100 messages per POST
+                    # (quick: the blocking publisher and the framework's own)
                     for pub in [p for p in publishers if not quick or p in ("blocking", fw)]:
-                        plan = {"store": store, "threads": THREADS, "batch": 100,
-                                "in_flight": 4, "seconds": seconds}
+                        plan = {
+                            "store": store,
+                            "threads": THREADS,
+                            "batch": 100,
+                            "in_flight": 4,
+                            "seconds": seconds,
+                        }
                         try:
                             results = run_sender(pub, {**tput_plan, **plan, "targets": targets})
                         except RuntimeError as exc:
@@ -209,7 +288,17 @@ def run(quick: bool, throughput: bool = True, latency: bool = True, log: Any = p
                             continue
                         for r in results:
                             rows.append(row("skyhooks", fw, pub, r, batch=100))
-                            log(f"  skyhooks   {fw:8} <- {pub:9} x{r['fanout']} batched 100/POST: "
-                                f"{r['rate']:8,.0f} msg/s (lost {r['lost']})")
-    return {"quick": quick, "seconds": seconds, "paced_rate": rate, "paced_count": count,
-            "in_flight": IN_FLIGHT, "threads": THREADS, "throughput": rows, "latency": lat_rows}
+                            log(
+                                f"  skyhooks   {fw:8} <- {pub:9} x{r['fanout']} batched 100/POST: "
+                                f"{r['rate']:8,.0f} msg/s (lost {r['lost']})"
+                            )
+    return {
+        "quick": quick,
+        "seconds": seconds,
+        "paced_rate": rate,
+        "paced_count": count,
+        "in_flight": IN_FLIGHT,
+        "threads": THREADS,
+        "throughput": rows,
+        "latency": lat_rows,
+    }

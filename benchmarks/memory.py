@@ -1,6 +1,7 @@
 """Figure 5: memory per local subscription. One instance program (a process of its
 own per framework) registers N distinct topics, one callback each, in a registry over a
-SQLite store, not started (so its pending store writes are counted too); bytes per subscription = tracemalloc's traced-heap
+SQLite store, not started (so its pending store writes are counted too);
+bytes per subscription = tracemalloc's traced-heap
 growth (Python allocations only: the registry's callback table, topics, pending
 store writes) / N, and the RSS growth / N alongside (includes allocator slack and
 sqlite's page cache). The callbacks themselves are created before measuring: they
@@ -51,21 +52,32 @@ def measure(framework: str, n: int) -> dict[str, Any]:
         tracemalloc.stop()
         rss = rss_bytes() - rss0
         assert len(registry.topics) == n + 1
-    return {"framework": framework, "subscriptions": n, "tracemalloc_bytes": traced,
-            "bytes_per_subscription": traced / n, "rss_bytes_per_subscription": rss / n}
+    return {
+        "framework": framework,
+        "subscriptions": n,
+        "tracemalloc_bytes": traced,
+        "bytes_per_subscription": traced / n,
+        "rss_bytes_per_subscription": rss / n,
+    }
 
 
 def run(quick: bool, frameworks: list[str], log: Any = print) -> dict[str, Any]:
     n = 100_000
     rows = []
     for fw in frameworks:
-        out = subprocess.run([sys.executable, "-m", "benchmarks.memory", fw, str(n)],
-                             capture_output=True, text=True, timeout=300)
+        out = subprocess.run(
+            [sys.executable, "-m", "benchmarks.memory", fw, str(n)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         if out.returncode:
             raise RuntimeError(out.stderr[-2000:])
         rows.append(json.loads(out.stdout.splitlines()[-1]))
-        log(f"  {fw:8} {n:,} local subscriptions: {rows[-1]['bytes_per_subscription']:.0f} B each "
-            f"(tracemalloc), {rows[-1]['rss_bytes_per_subscription']:.0f} B (RSS delta)")
+        log(
+            f"  {fw:8} {n:,} local subscriptions: {rows[-1]['bytes_per_subscription']:.0f} B each "
+            f"(tracemalloc), {rows[-1]['rss_bytes_per_subscription']:.0f} B (RSS delta)"
+        )
     return {"rows": rows}
 
 

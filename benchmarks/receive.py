@@ -39,8 +39,17 @@ def run(quick: bool, frameworks: list[str], log: Any = print) -> dict[str, Any]:
         with contextlib.ExitStack() as stack:
             servers = {}
             for kind in rates:
-                cmd = [sys.executable, "-m", f"benchmarks.servers.{fw}", "--mode", kind, "--secret", secret,
-                       "--keys", '[{"account_id": 1}]']
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    f"benchmarks.servers.{fw}",
+                    "--mode",
+                    kind,
+                    "--secret",
+                    secret,
+                    "--keys",
+                    '[{"account_id": 1}]',
+                ]
                 servers[kind] = stack.enter_context(start_process(cmd))
             for round_ in range(rounds):
                 for kind in ("skyhooks", "bare") if round_ % 2 == 0 else ("bare", "skyhooks"):
@@ -56,6 +65,8 @@ def run(quick: bool, frameworks: list[str], log: Any = print) -> dict[str, Any]:
         ratio = median([a / b for a, b in zip(rates["skyhooks"], rates["bare"], strict=True)])
         cpu_ratio = median([b / a for a, b in zip(cpu_us["skyhooks"], cpu_us["bare"], strict=True)])
         out["frameworks"][fw] = {"rates": rates, "cpu_us": cpu_us, "ratio": ratio, "cpu_ratio": cpu_ratio}
-        log(f"  {fw:8} skyhooks {median(rates['skyhooks']):7,.0f} req/s, bare {median(rates['bare']):7,.0f}"
-            f" req/s: ratio {ratio:.2f}; CPU/request bare/skyhooks {cpu_ratio:.2f}")
+        log(
+            f"  {fw:8} skyhooks {median(rates['skyhooks']):7,.0f} req/s, bare {median(rates['bare']):7,.0f}"
+            f" req/s: ratio {ratio:.2f}; CPU/request bare/skyhooks {cpu_ratio:.2f}"
+        )
     return out

@@ -1,3 +1,4 @@
+# ruff: noqa: E501 -- Markdown table rows read best on one line
 """Results: JSON per figure, the Markdown tables (every figure as ratios to its
 baseline from the same run), the target checks, and the plots."""
 
@@ -16,13 +17,21 @@ FIGURES = ["delivery", "receive", "stores", "memory"]
 
 def save(name: str, data: dict[str, Any], command: str) -> None:
     RESULTS.mkdir(exist_ok=True)
-    data = {**data, "command": command, "when": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, Python {platform.python_version()}"}
+    data = {
+        **data,
+        "command": command,
+        "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, Python {platform.python_version()}",
+    }
     (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=1, default=float))
 
 
 def load() -> dict[str, Any]:
-    return {n: json.loads((RESULTS / f"{n}.json").read_text()) for n in FIGURES if (RESULTS / f"{n}.json").exists()}
+    return {
+        n: json.loads((RESULTS / f"{n}.json").read_text())
+        for n in FIGURES
+        if (RESULTS / f"{n}.json").exists()
+    }
 
 
 def _baseline(rows: list[dict[str, Any]], system: str, instances: int) -> float | None:
@@ -46,68 +55,112 @@ def tables(results: dict[str, Any]) -> tuple[list[str], list[tuple[str, bool | N
     d = results.get("delivery")
     if d and d.get("throughput"):
         rows = d["throughput"]
-        md += [f"## 1. Delivered messages/s, counted at the callbacks ({d['command']})", "",
-               f"One publisher process, {d['in_flight']} notifies in flight (blocking: {d['threads']} threads; "
-               "Redis and Socket.IO: one unpipelined caller), receivers in their own processes, "
-               f"{d['seconds']:.0f} s per run; x4 = each message to 4 instances, each callback counted.", "",
-               "| receiver | publisher | instances | batch | msgs/s | / Socket.IO | / Redis pub/sub | / raw HTTP | lost |",
-               "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-        for r in sorted(rows, key=lambda r: (r["system"] != "baseline", r["receiver"], r.get("batch", 1),
-                                              r["sender"], r["instances"])):
+        md += [
+            f"## 1. Delivered messages/s, counted at the callbacks ({d['command']})",
+            "",
+            f"One publisher process, {d['in_flight']} notifies in flight (blocking: {d['threads']} threads; "
+            "Redis and Socket.IO: one unpipelined caller), receivers in their own processes, "
+            f"{d['seconds']:.0f} s per run; x4 = each message to 4 instances, each callback counted.",
+            "",
+            "| receiver | publisher | instances | batch | msgs/s | / Socket.IO | / Redis pub/sub | / raw HTTP | lost |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in sorted(
+            rows,
+            key=lambda r: (
+                r["system"] != "baseline",
+                r["receiver"],
+                r.get("batch", 1),
+                r["sender"],
+                r["instances"],
+            ),
+        ):
             n = r["instances"]
             ratios = []
             for b in ("socketio", "redis", "raw"):
                 base = _baseline(rows, b, n)
                 ratios.append(f"{r['rate'] / base:.2f}" if base else "")
             name = r["receiver"] if r["system"] == "skyhooks" else f"baseline: {r['sender']}"
-            md.append(f"| {name} | {r['sender'] if r['system'] == 'skyhooks' else ''} | {n} | {r.get('batch', 1)} "
-                      f"| {r['rate']:,.0f} | {' | '.join(ratios)} | {r['lost']} |")
+            md.append(
+                f"| {name} | {r['sender'] if r['system'] == 'skyhooks' else ''} | {n} | {r.get('batch', 1)} "
+                f"| {r['rate']:,.0f} | {' | '.join(ratios)} | {r['lost']} |"
+            )
         md.append("")
         sio, red = _baseline(rows, "socketio", 1), _baseline(rows, "redis", 1)
         for r in rows:
             if r["system"] == "skyhooks" and r["receiver"] == "tornado" and r["instances"] == 1 and sio:
                 batch = r.get("batch", 1)
                 if batch == 1:
-                    checks.append((f"unbatched tornado receiver <- {r['sender']} >= Socket.IO",
-                                   r["rate"] >= sio, f"{r['rate']:,.0f} vs {sio:,.0f} = {r['rate'] / sio:.2f}x"))
+                    checks.append(
+                        (
+                            f"unbatched tornado receiver <- {r['sender']} >= Socket.IO",
+                            r["rate"] >= sio,
+                            f"{r['rate']:,.0f} vs {sio:,.0f} = {r['rate'] / sio:.2f}x",
+                        )
+                    )
                 elif red:
                     ok = r["rate"] >= 5 * sio and r["rate"] >= red
-                    checks.append((f"batched 100/POST tornado receiver <- {r['sender']} >= 5x Socket.IO and >= Redis",
-                                   ok, f"{r['rate'] / sio:.2f}x Socket.IO, {r['rate'] / red:.2f}x Redis"))
+                    checks.append(
+                        (
+                            f"batched 100/POST tornado receiver <- {r['sender']} >= 5x Socket.IO and >= Redis",
+                            ok,
+                            f"{r['rate'] / sio:.2f}x Socket.IO, {r['rate'] / red:.2f}x Redis",
+                        )
+                    )
     if d and d.get("latency"):
         rows = d["latency"]
-        md += [f"## 2. Latency, notify() to callback in another process, paced at {d['paced_rate']}/s "
-               f"({d['paced_count']} messages per run)", "",
-               "| receiver | publisher | p50 ms | p99 ms | p999 ms | p50 / Socket.IO | p99 / Socket.IO | p50 / Redis | lost |",
-               "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+        md += [
+            f"## 2. Latency, notify() to callback in another process, paced at {d['paced_rate']}/s "
+            f"({d['paced_count']} messages per run)",
+            "",
+            "| receiver | publisher | p50 ms | p99 ms | p999 ms | p50 / Socket.IO | p99 / Socket.IO | p50 / Redis | lost |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
         sio, red = _lat_baseline(rows, "socketio"), _lat_baseline(rows, "redis")
         for r in sorted(rows, key=lambda r: (r["system"] != "baseline", r["receiver"], r["sender"])):
             p = r["latency_ms"]
             name = r["receiver"] if r["system"] == "skyhooks" else f"baseline: {r['sender']}"
-            md.append(f"| {name} | {r['sender'] if r['system'] == 'skyhooks' else ''} | {p['p50']:.2f} | {p['p99']:.2f} "
-                      f"| {p['p999']:.2f} | {p['p50'] / sio['p50']:.2f} | {p['p99'] / sio['p99']:.2f} "
-                      f"| {p['p50'] / red['p50']:.2f} | {r['lost']} |" if sio and red else "")
+            md.append(
+                f"| {name} | {r['sender'] if r['system'] == 'skyhooks' else ''} | {p['p50']:.2f} | {p['p99']:.2f} "
+                f"| {p['p999']:.2f} | {p['p50'] / sio['p50']:.2f} | {p['p99'] / sio['p99']:.2f} "
+                f"| {p['p50'] / red['p50']:.2f} | {r['lost']} |"
+                if sio and red
+                else ""
+            )
             if r["system"] == "skyhooks" and sio:
-                checks.append((f"latency {r['receiver']} <- {r['sender']}: p50 <= 1.5x Socket.IO, p99 < 5 ms",
-                               p["p50"] <= 1.5 * sio["p50"] and p["p99"] < 5,
-                               f"p50 {p['p50']:.2f} ms ({p['p50'] / sio['p50']:.2f}x), p99 {p['p99']:.2f} ms"))
+                checks.append(
+                    (
+                        f"latency {r['receiver']} <- {r['sender']}: p50 <= 1.5x Socket.IO, p99 < 5 ms",
+                        p["p50"] <= 1.5 * sio["p50"] and p["p99"] < 5,
+                        f"p50 {p['p50']:.2f} ms ({p['p50'] / sio['p50']:.2f}x), p99 {p['p99']:.2f} ms",
+                    )
+                )
         md.append("")
     rc = results.get("receive")
     if rc:
-        md += [f"## 3. Receive overhead under wrk: skyhooks handler / bare handler of the same framework "
-               f"({rc['rounds']} alternated rounds of {rc['seconds']} s)", "",
-               "| framework | skyhooks req/s (median) | bare req/s (median) | ratio | CPU/request bare / skyhooks |",
-               "|---|---:|---:|---:|---:|"]
+        md += [
+            f"## 3. Receive overhead under wrk: skyhooks handler / bare handler of the same framework "
+            f"({rc['rounds']} alternated rounds of {rc['seconds']} s)",
+            "",
+            "| framework | skyhooks req/s (median) | bare req/s (median) | ratio | CPU/request bare / skyhooks |",
+            "|---|---:|---:|---:|---:|",
+        ]
         for fw, r in rc["frameworks"].items():
             s, b = sorted(r["rates"]["skyhooks"]), sorted(r["rates"]["bare"])
-            md.append(f"| {fw} | {s[len(s) // 2]:,.0f} | {b[len(b) // 2]:,.0f} | {r['ratio']:.2f} | {r['cpu_ratio']:.2f} |")
+            md.append(
+                f"| {fw} | {s[len(s) // 2]:,.0f} | {b[len(b) // 2]:,.0f} | {r['ratio']:.2f} | {r['cpu_ratio']:.2f} |"
+            )
             checks.append((f"receive overhead {fw} >= 0.85", r["ratio"] >= 0.85, f"{r['ratio']:.2f}"))
         md.append("")
     st = results.get("stores")
     if st:
-        md += ["## 4. Store scaling (one-key lookups of random subscribed topics; ratios to the smallest size)", "",
-               "| store | subscriptions | lookup p50 µs | lookup p99 µs | p99 / smallest | adds/s | adds / smallest "
-               "| renewed topics/s | renew / smallest |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        md += [
+            "## 4. Store scaling (one-key lookups of random subscribed topics; ratios to the smallest size)",
+            "",
+            "| store | subscriptions | lookup p50 µs | lookup p99 µs | p99 / smallest | adds/s | adds / smallest "
+            "| renewed topics/s | renew / smallest |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
         for kind, s in st.items():
             if not isinstance(s, dict) or "rows" not in s:
                 continue
@@ -117,10 +170,12 @@ def tables(results: dict[str, Any]) -> tuple[list[str], list[tuple[str, bool | N
                 continue
             first = rows[0]
             for r in rows:
-                md.append(f"| {kind} | {r['size']:,} | {r['lookup_us']['p50']:.0f} | {r['lookup_us']['p99']:.0f} "
-                          f"| {r['lookup_us']['p99'] / first['lookup_us']['p99']:.2f} | {r['adds_per_s']:,.0f} "
-                          f"| {r['adds_per_s'] / first['adds_per_s']:.2f} | {r['renewed_topics_per_s']:,.0f} "
-                          f"| {r['renewed_topics_per_s'] / first['renewed_topics_per_s']:.2f} |")
+                md.append(
+                    f"| {kind} | {r['size']:,} | {r['lookup_us']['p50']:.0f} | {r['lookup_us']['p99']:.0f} "
+                    f"| {r['lookup_us']['p99'] / first['lookup_us']['p99']:.2f} | {r['adds_per_s']:,.0f} "
+                    f"| {r['adds_per_s'] / first['adds_per_s']:.2f} | {r['renewed_topics_per_s']:,.0f} "
+                    f"| {r['renewed_topics_per_s'] / first['renewed_topics_per_s']:.2f} |"
+                )
             if s.get("stopped"):
                 md.append(f"| {kind} | {s['stopped']} | | | | | | | |")
             if kind == "sqlite" and rows[-1]["size"] >= 1_000_000:
@@ -129,27 +184,41 @@ def tables(results: dict[str, Any]) -> tuple[list[str], list[tuple[str, bool | N
         md.append("")
     mem = results.get("memory")
     if mem:
-        md += ["## 5. Memory per local subscription (100k topics, one callback each, in one instance)", "",
-               "| framework | bytes/subscription (tracemalloc) | bytes/subscription (RSS delta) |", "|---|---:|---:|"]
+        md += [
+            "## 5. Memory per local subscription (100k topics, one callback each, in one instance)",
+            "",
+            "| framework | bytes/subscription (tracemalloc) | bytes/subscription (RSS delta) |",
+            "|---|---:|---:|",
+        ]
         for r in mem["rows"]:
-            md.append(f"| {r['framework']} | {r['bytes_per_subscription']:.0f} | {r['rss_bytes_per_subscription']:.0f} |")
+            md.append(
+                f"| {r['framework']} | {r['bytes_per_subscription']:.0f} | {r['rss_bytes_per_subscription']:.0f} |"
+            )
         md.append("")
     return md, checks
 
 
 def write_markdown(results: dict[str, Any]) -> str:
     md, checks = tables(results)
-    head = ["# skyhooks benchmark results", "",
-            "Generated by `python -m benchmarks` (see `benchmarks/__main__.py`); every figure is measured "
-            "against its baseline in the same run, on loopback, publisher and receivers in separate processes. "
-            "The machine is shared and noisy: read the ratios, not the absolute numbers.", ""]
+    head = [
+        "# skyhooks benchmark results",
+        "",
+        "Generated by `python -m benchmarks` (see `benchmarks/__main__.py`); every figure is measured "
+        "against its baseline in the same run, on loopback, publisher and receivers in separate processes. "
+        "The machine is shared and noisy: read the ratios, not the absolute numbers.",
+        "",
+    ]
     for r in results.values():
         head.append(f"- `{r['command']}` at {r['when']} ({r['machine']})")
         break
     head += ["", "## Targets", "", "| target | met | measured |", "|---|---|---|"]
     head += [f"| {name} | {'yes' if ok else 'NO'} | {detail} |" for name, ok, detail in checks]
-    head += ["", "Plots: [throughput vs instances](results/throughput.png), "
-             "[latency distributions](results/latency.png), [store scaling](results/stores.png)", ""]
+    head += [
+        "",
+        "Plots: [throughput vs instances](results/throughput.png), "
+        "[latency distributions](results/latency.png), [store scaling](results/stores.png)",
+        "",
+    ]
     text = "\n".join(head + md)
     (HERE / "RESULTS.md").write_text(text)
     return text
@@ -166,13 +235,19 @@ def plots(results: dict[str, Any]) -> None:
         fig, ax = plt.subplots(figsize=(8, 5))
         series: dict[str, dict[int, float]] = {}
         for r in d["throughput"]:
-            name = (f"baseline: {r['sender']}" if r["system"] == "baseline"
-                    else f"{r['receiver']} <- {r['sender']}" + (" (batch 100)" if r.get("batch", 1) > 1 else ""))
+            name = (
+                f"baseline: {r['sender']}"
+                if r["system"] == "baseline"
+                else f"{r['receiver']} <- {r['sender']}" + (" (batch 100)" if r.get("batch", 1) > 1 else "")
+            )
             series.setdefault(name, {})[r["instances"]] = r["rate"]
         for name, points in sorted(series.items()):
             xs = sorted(points)
-            style = {"lw": 3} if name.startswith("baseline") else {"lw": 1, "alpha": 0.7,
-                                                                  "ls": "--" if "batch" in name else "-"}
+            style = (
+                {"lw": 3}
+                if name.startswith("baseline")
+                else {"lw": 1, "alpha": 0.7, "ls": "--" if "batch" in name else "-"}
+            )
             ax.plot(xs, [points[x] for x in xs], marker="o", label=name, **style)
         ax.set_xlabel("receiving instances")
         ax.set_ylabel("delivered messages/s (counted at callbacks)")
@@ -189,9 +264,17 @@ def plots(results: dict[str, Any]) -> None:
             lat = sorted(r.get("latencies") or [])
             if not lat:
                 continue
-            name = f"baseline: {r['sender']}" if r["system"] == "baseline" else f"{r['receiver']} <- {r['sender']}"
-            ax.plot(lat, [(i + 1) / len(lat) for i in range(len(lat))], label=name,
-                    lw=3 if r["system"] == "baseline" else 1)
+            name = (
+                f"baseline: {r['sender']}"
+                if r["system"] == "baseline"
+                else f"{r['receiver']} <- {r['sender']}"
+            )
+            ax.plot(
+                lat,
+                [(i + 1) / len(lat) for i in range(len(lat))],
+                label=name,
+                lw=3 if r["system"] == "baseline" else 1,
+            )
         ax.set_xscale("log")
         ax.set_xlabel("notify -> callback latency, ms")
         ax.set_ylabel("fraction of messages")

@@ -23,12 +23,12 @@ if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "gevent":
 
     monkey.patch_all()
 
-import json  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-import urllib.request  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from typing import Any  # noqa: E402
+import json
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from typing import Any
 
 DATA = {"progress": 50, "step": "resizing images"}
 
@@ -80,7 +80,9 @@ def make_sender(kind: str, plan: dict[str, Any]) -> tuple[Callable[..., Any], Ca
             send = lambda target, data: publisher.notify_many([(target["keys"], data)] * batch)  # noqa: E731
         else:
             send = lambda target, data: publisher.notify(target["keys"], data)  # noqa: E731
-        style = {"blocking": "threads", "gevent": "greenlets", "tornado": "asyncio", "twisted": "twisted"}[kind]
+        style = {"blocking": "threads", "gevent": "greenlets", "tornado": "asyncio", "twisted": "twisted"}[
+            kind
+        ]
         return send, publisher.close, style
     if kind == "raw":
         return RawClient(plan["secret"]).send, lambda: None, "asyncio"
@@ -142,7 +144,9 @@ class RawClient:
 
         message = self.signer.build(target["keys"], data)
         path = "/" + target["urls"][0].split("/", 3)[3]
-        headers = "".join(f"{k}: {v}\r\n" for k, v in message.headers.items() if k.lower() != "content-length")
+        headers = "".join(
+            f"{k}: {v}\r\n" for k, v in message.headers.items() if k.lower() != "content-length"
+        )
         head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}Content-Length: ".encode()
         await asyncio.gather(*(self.post(url, head, message.body) for url in target["urls"]))
 
@@ -174,8 +178,9 @@ def run_blocking(send: Callable[..., Any], style: str, plan: dict[str, Any], tar
     return sum(done)
 
 
-async def run_async(send: Callable[..., Any], gather: Callable[..., Any], plan: dict[str, Any],
-                    target: dict[str, Any]) -> int:
+async def run_async(
+    send: Callable[..., Any], gather: Callable[..., Any], plan: dict[str, Any], target: dict[str, Any]
+) -> int:
     stop = time.monotonic() + plan["seconds"]
     done = 0
 
@@ -214,8 +219,14 @@ def paced_blocking(send: Callable[..., Any], style: str, plan: dict[str, Any], t
     return plan["count"]
 
 
-async def paced_async(send: Callable[..., Any], sleep: Callable[[float], Any], gather: Callable[..., Any],
-                      plan: dict[str, Any], target: dict[str, Any], start: Callable[[Any], Any]) -> int:
+async def paced_async(
+    send: Callable[..., Any],
+    sleep: Callable[[float], Any],
+    gather: Callable[..., Any],
+    plan: dict[str, Any],
+    target: dict[str, Any],
+    start: Callable[[Any], Any],
+) -> int:
     """Latency, open loop: each send starts at its due time (*start* schedules it)
     whether or not earlier ones have finished."""
     started, pending = time.monotonic(), []
@@ -260,9 +271,9 @@ def main() -> None:
         for target in plan["targets"]:
             warm(lambda t: send(t, DATA), target, plan)
             if latency:
-                out.append(measure(plan, target, lambda: paced_blocking(send, style, plan, target)))
+                out.append(measure(plan, target, lambda: paced_blocking(send, style, plan, target)))  # noqa: B023
             else:
-                out.append(measure(plan, target, lambda: run_blocking(send, style, plan, target)))
+                out.append(measure(plan, target, lambda: run_blocking(send, style, plan, target)))  # noqa: B023
         close()
     elif style == "asyncio":
         import asyncio
@@ -274,12 +285,18 @@ def main() -> None:
             loop = asyncio.get_running_loop()
             for target in plan["targets"]:
                 # The blocking tally reads run in a thread so the loop keeps serving sends.
-                await loop.run_in_executor(None, warm, lambda t: asyncio.run_coroutine_threadsafe(
-                    send(t, DATA), loop).result(), target, plan)
+                await loop.run_in_executor(
+                    None,
+                    warm,
+                    lambda t: asyncio.run_coroutine_threadsafe(send(t, DATA), loop).result(),
+                    target,
+                    plan,
+                )
+                # Each run is awaited here, in the loop, so binding `target` late is fine.
                 if latency:
-                    run = lambda: paced_async(send, asyncio.sleep, gather, plan, target, asyncio.ensure_future)  # noqa: E731
+                    run = lambda: paced_async(send, asyncio.sleep, gather, plan, target, asyncio.ensure_future)  # noqa: B023, E501, E731
                 else:
-                    run = lambda: run_async(send, gather, plan, target)  # noqa: E731
+                    run = lambda: run_async(send, gather, plan, target)  # noqa: B023, E731
                 out.append(await measure_async(plan, target, run))
             close()
 
@@ -293,20 +310,28 @@ def main() -> None:
         from twisted.internet import defer, reactor, task, threads
 
         def gather(aws: list[Any]) -> Any:
-            return defer.gatherResults([defer.ensureDeferred(a) if not isinstance(a, defer.Deferred) else a
-                                        for a in aws], consumeErrors=True)
+            return defer.gatherResults(
+                [defer.ensureDeferred(a) if not isinstance(a, defer.Deferred) else a for a in aws],
+                consumeErrors=True,
+            )
 
         def sleep(seconds: float) -> Any:
             return task.deferLater(reactor, seconds, lambda: None)
 
         async def go(_reactor: Any) -> None:
             for target in plan["targets"]:
-                await threads.deferToThread(warm, lambda t: threads.blockingCallFromThread(
-                    reactor, lambda: send(t, DATA)), target, plan)
+                await threads.deferToThread(
+                    warm,
+                    lambda t: threads.blockingCallFromThread(reactor, lambda: send(t, DATA)),
+                    target,
+                    plan,
+                )
                 before = counts(target)
                 started = time.monotonic()
                 if latency:
-                    sent = await defer.ensureDeferred(paced_async(send, sleep, gather, plan, target, defer.ensureDeferred))
+                    sent = await defer.ensureDeferred(
+                        paced_async(send, sleep, gather, plan, target, defer.ensureDeferred)
+                    )
                 else:
                     sent = await defer.ensureDeferred(run_async(send, gather, plan, target))
                 out.append(await threads.deferToThread(finish, plan, target, before, started, sent))
@@ -315,15 +340,23 @@ def main() -> None:
         task.react(lambda r: defer.ensureDeferred(go(r)))
 
 
-def finish(plan: dict[str, Any], target: dict[str, Any], before: int, started: float, sent: int) -> dict[str, Any]:
+def finish(
+    plan: dict[str, Any], target: dict[str, Any], before: int, started: float, sent: int
+) -> dict[str, Any]:
     fanout = len(target["tallies"])
     sent *= plan.get("batch", 1)
     sent_at = time.monotonic()
     got, finished = drain(target, before, sent * fanout, plan.get("drain", 15.0))
     result: dict[str, Any] = {
-        "label": target["label"], "sent": sent, "fanout": fanout, "expected": sent * fanout,
-        "delivered": got, "lost": sent * fanout - got, "send_seconds": sent_at - started,
-        "seconds": finished - started, "rate": got / (finished - started),
+        "label": target["label"],
+        "sent": sent,
+        "fanout": fanout,
+        "expected": sent * fanout,
+        "delivered": got,
+        "lost": sent * fanout - got,
+        "send_seconds": sent_at - started,
+        "seconds": finished - started,
+        "rate": got / (finished - started),
     }
     if plan["mode"] == "latency":
         result["latencies"] = [x for base in target["tallies"] for x in tally_get(base, "latencies")]

@@ -29,8 +29,10 @@ def fill(store: Any, kind: str, start: int, stop: int) -> None:
     if kind == "mongodb":
         expires = datetime.now(timezone.utc) + timedelta(seconds=TTL)
         for at in range(start, stop, 100):  # small batches: each takes seconds in mongoeco
-            docs = [{"name": "account_id", "value": str(i), "url": URLS[i % 100], "expires_at": expires}
-                    for i in range(at, min(stop, at + 100))]
+            docs = [
+                {"name": "account_id", "value": str(i), "url": URLS[i % 100], "expires_at": expires}
+                for i in range(at, min(stop, at + 100))
+            ]
             store.collection.insert_many(docs, ordered=False)
         return
     # Straight into the store's table in key order, one transaction, the url index
@@ -70,11 +72,19 @@ def measure(store: Any, size: int, lookups: int, adds: int, renews: int, renew_t
     for _ in range(renews):
         store.renew(url, mine, TTL)
     renew_rate = renews / (time.perf_counter() - t0)
-    return {"size": size, "lookup_us": lookup, "adds_per_s": add_rate, "renews_per_s": renew_rate,
-            "renew_topics": renew_topics, "renewed_topics_per_s": renew_rate * renew_topics}
+    return {
+        "size": size,
+        "lookup_us": lookup,
+        "adds_per_s": add_rate,
+        "renews_per_s": renew_rate,
+        "renew_topics": renew_topics,
+        "renewed_topics_per_s": renew_rate * renew_topics,
+    }
 
 
-def run_store(kind: str, store: Any, sizes: list[int], budget: float, log: Any, **counts: int) -> dict[str, Any]:
+def run_store(
+    kind: str, store: Any, sizes: list[int], budget: float, log: Any, **counts: int
+) -> dict[str, Any]:
     rows, have, stopped = [], 0, None
     for size in sizes:
         t0 = time.monotonic()
@@ -85,9 +95,11 @@ def run_store(kind: str, store: Any, sizes: list[int], budget: float, log: Any, 
         row["fill_seconds"] = filled
         row["seconds"] = time.monotonic() - t0
         rows.append(row)
-        log(f"  {kind:8} {size:>9,} subs: lookup p50 {row['lookup_us']['p50']:7.0f} us p99 "
+        log(
+            f"  {kind:8} {size:>9,} subs: lookup p50 {row['lookup_us']['p50']:7.0f} us p99 "
             f"{row['lookup_us']['p99']:7.0f} us; add {row['adds_per_s']:7,.0f}/s; renew "
-            f"{row['renewed_topics_per_s']:7,.0f} topics/s  (fill {filled:.1f} s)")
+            f"{row['renewed_topics_per_s']:7,.0f} topics/s  (fill {filled:.1f} s)"
+        )
         if row["seconds"] > budget and size != sizes[-1]:
             stopped = f"stopped after {size:,}: that size took {row['seconds']:.0f} s (budget {budget:.0f} s)"
             log(f"  {kind}: {stopped}")
@@ -102,8 +114,17 @@ def run(quick: bool, log: Any = print) -> dict[str, Any]:
     sizes = [1_000, 10_000, 100_000, 1_000_000]
     with tempfile.TemporaryDirectory() as tmp:
         store = open_store(f"sqlite:///{tmp}/scale.db")
-        out["sqlite"] = run_store("sqlite", store, sizes, 120, log, lookups=2000 if quick else 20000,
-                                  adds=300 if quick else 2000, renews=20 if quick else 100, renew_topics=100)
+        out["sqlite"] = run_store(
+            "sqlite",
+            store,
+            sizes,
+            120,
+            log,
+            lookups=2000 if quick else 20000,
+            adds=300 if quick else 2000,
+            renews=20 if quick else 100,
+            renew_topics=100,
+        )
         store.close()
     from tests.support.mongo import MongoServer, fresh_database, mongoeco_python
 
@@ -117,11 +138,21 @@ def run(quick: bool, log: Any = print) -> dict[str, Any]:
         store = open_store(mongo.url(fresh_database()))
         # ~20 ms per document even through insert_many: 1k takes ~20 s to fill, 10k
         # would take ~3 min, so both modes stop at 1k.
-        out["mongodb"] = run_store("mongodb", store, [100, 1_000], 60, log,
-                                   lookups=200 if quick else 1000, adds=20 if quick else 100,
-                                   renews=2 if quick else 5, renew_topics=10)
-        out["mongodb"]["stopped"] = ("stopped at 1,000: mongoeco (an emulator) writes ~20-30 ms per "
-                                     "document, so 10k would take ~3 min to fill")
+        out["mongodb"] = run_store(
+            "mongodb",
+            store,
+            [100, 1_000],
+            60,
+            log,
+            lookups=200 if quick else 1000,
+            adds=20 if quick else 100,
+            renews=2 if quick else 5,
+            renew_topics=10,
+        )
+        out["mongodb"]["stopped"] = (
+            "stopped at 1,000: mongoeco (an emulator) writes ~20-30 ms per "
+            "document, so 10k would take ~3 min to fill"
+        )
         store.close()
     finally:
         mongo.stop()

@@ -21,7 +21,7 @@ def serve_tally(tally: Tally) -> int:
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             body = tally.answer(self.path.rsplit("/", 1)[-1]) or b""
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))

@@ -1,0 +1,103 @@
+"""A tiny run of the delivery benchmark: it counts what it sends and nothing is lost.
+
+Never a timing assertion: these machines are shared; the figures themselves come
+from ``python -m benchmarks``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+
+import pytest
+
+pytest.importorskip("tornado")
+
+from benchmarks import delivery
+from benchmarks.common import start_process
+from skyhooks import generate_secret
+
+
+@pytest.mark.parametrize("mode", ["throughput", "latency"])
+def test_blocking_publisher_to_tornado_instances_loses_nothing(tmp_path, mode):
+    secret = generate_secret()
+    store = f"sqlite:///{tmp_path}/bench.db"
+    with delivery.skyhooks_instances("tornado", store, secret, 2) as tallies:
+        targets = delivery.targets_for("tornado", tallies, (1, 4))  # only 2 instances: the 1-target
+        targets.append(
+            {**targets[0], "label": "tornado-both", "keys": {"bench": "tornado-4"}, "tallies": tallies}
+        )
+        plan = {
+            "mode": mode,
+            "store": store,
+            "secret": secret,
+            "seconds": 0.3,
+            "threads": 2,
+            "in_flight": 2,
+            "rate": 200,
+            "count": 40,
+            "targets": targets,
+        }
+        results = delivery.run_sender("blocking", plan, timeout=120)
+    assert [r["label"] for r in results] == ["tornado-1", "tornado-both"]
+    for result, fanout in zip(results, (1, 2), strict=True):
+        assert result["sent"] > 0
+        assert result["expected"] == result["sent"] * fanout
+        assert result["delivered"] == result["expected"] and result["lost"] == 0, result
+        if mode == "latency":
+            assert result["sent"] == 40
+            assert len(result["latencies"]) == 40 * fanout
+
+
+def test_batched_publisher_counts_every_message(tmp_path):
+    secret = generate_secret()
+    store = f"sqlite:///{tmp_path}/bench.db"
+    with delivery.skyhooks_instances("tornado", store, secret, 1) as tallies:
+        plan = {
+            "mode": "throughput",
+            "store": store,
+            "secret": secret,
+            "seconds": 0.3,
+            "in_flight": 2,
+            "batch": 10,
+            "targets": delivery.targets_for("tornado", tallies, (1,)),
+        }
+        try:
+            [result] = delivery.run_sender("tornado", plan, timeout=120)
+        except RuntimeError as exc:
+            if "notify_many" in str(exc):
+                pytest.skip("no notify_many on the publishers yet")
+            raise
+    assert result["sent"] > 0 and result["sent"] % 10 == 0
+    assert result["delivered"] == result["sent"] and result["lost"] == 0, result
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server (apt)")
+def test_redis_baseline_loses_nothing():
+    pytest.importorskip("redis")
+    with delivery.redis_server() as port:
+        cmd = [
+            sys.executable,
+            "-m",
+            "benchmarks.baselines.redis_subscriber",
+            "--redis-port",
+            str(port),
+            "--channels",
+            "one",
+        ]
+        with start_process(cmd) as sub:
+            target = {
+                "label": "redis-1",
+                "keys": {"bench": "redis"},
+                "channel": "one",
+                "tallies": [f"http://127.0.0.1:{sub.port}/tally"],
+            }
+            plan = {
+                "mode": "throughput",
+                "seconds": 0.3,
+                "threads": 1,
+                "redis_port": port,
+                "targets": [target],
+            }
+            [result] = delivery.run_sender("redis", plan, timeout=60)
+    assert result["sent"] > 0 and result["delivered"] == result["sent"] and result["lost"] == 0, result
