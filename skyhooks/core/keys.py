@@ -72,8 +72,13 @@ def validate_keys(keys: object) -> dict[str, KeyValue]:
             raise InvalidKeysError(
                 f"key {name!r} has a {type(value).__name__} value; values must be str or int"
             )
-        if len(_as_text(value)) > MAX_VALUE_LENGTH:
+        text = _as_text(value)
+        if len(text) > MAX_VALUE_LENGTH:
             raise InvalidKeysError(f"key {name!r} has a value longer than {MAX_VALUE_LENGTH} characters")
+        if not text.isascii() and not _encodable(text):
+            # A lone surrogate is a str but not text: no store, and no other
+            # receiver, can encode it, so refuse it here rather than fail later.
+            raise InvalidKeysError(f"key {name!r} has a value that is not valid Unicode text")
         checked[name] = value
     return checked
 
@@ -91,6 +96,14 @@ def topics_of_valid(keys: Mapping[str, KeyValue]) -> frozenset[Topic]:
 def topics_from_pairs(pairs: Iterable[tuple[str, str]]) -> frozenset[Topic]:
     """Topics from already-stored ``(name, value)`` pairs (no validation)."""
     return frozenset(Topic(name, value) for name, value in pairs)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _as_text(value: Any) -> str:

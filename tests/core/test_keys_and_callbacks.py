@@ -99,3 +99,10 @@ def test_registering_twice_needs_two_unregisters():
     assert table.remove({topic}, cb) == []
     assert table.match({topic}) == [cb]
     assert table.remove({topic}, cb) == [topic]
+
+
+def test_lone_surrogates_are_refused():
+    """Regression: a str that is not encodable text poisoned every store write of its instance."""
+    with pytest.raises(InvalidKeysError, match="not valid Unicode"):
+        validate_keys({"account_id": "\ud800"})
+    assert validate_keys({"account_id": "café ☕"})

@@ -83,17 +83,11 @@ def test_publisher_refuses_hostile_urls_found_in_the_store(sqlite_url, secret, m
 LONE_SURROGATE = {"account_id": "\ud800"}
 
 
-@pytest.mark.xfail(strict=True, raises=UnicodeEncodeError, reason=(
-    "bug: validate_keys (skyhooks/core/keys.py) accepts lone surrogates; the SQLite store "
-    "raises UnicodeEncodeError, not InvalidKeysError/StoreError"))
 def test_publisher_refuses_unencodable_keys_as_invalid(sqlite_url, secret):
     with Publisher(sqlite_url, secret) as publisher, pytest.raises(InvalidKeysError):
         publisher.notify(LONE_SURROGATE, {"x": 1})
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: a registration with a lone-surrogate key value makes every store write and renewal "
-    "of the instance fail (UnicodeEncodeError), so all its other topics expire"))
 def test_one_unencodable_registration_does_not_poison_the_others(launch, sqlite_url, secret, measure):
     instance = launch("tornado", sqlite_url, ttl=3)
     instance.register({"account_id": 1}, "good")

@@ -115,9 +115,6 @@ def test_sqlite_locked_exclusive(launch, tmp_path, secret, measure):
             max_loop_lag_ms=lags, heal_after_unlock_s=round(heal, 2), topics_lost=0)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: SQLiteStore keeps each thread's connection to the removed file's inode "
-    "(skyhooks/core/stores/sqlite.py, _connection), so renewals never reach the new file"))
 def test_sqlite_file_removed_and_recreated(launch, tmp_path, secret, measure):
     path = tmp_path / "hooks.db"
     store_url = f"sqlite:///{path}"

@@ -92,3 +92,20 @@ def test_many_processes_and_threads_write_at_once(sqlite_url):
     for i in (0, 77, count - 1):
         assert len(store.lookup({Topic("n", str(i))})) == processes + 3
     store.close()
+
+
+def test_a_removed_and_recreated_file_is_followed(sqlite_url):
+    """Regression: each thread kept its connection to the removed file's inode."""
+    import os
+
+    path = sqlite_url[len("sqlite:///") :]
+    store = open_store(sqlite_url)
+    store.add("http://127.0.0.1:1/h", {Topic("a", "1")}, ttl=60)
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(path + suffix):
+            os.remove(path + suffix)
+    store.renew("http://127.0.0.1:1/h", {Topic("a", "1")}, ttl=60)  # the healing write
+    other = open_store(sqlite_url)
+    assert other.lookup({Topic("a", "1")}) == {"http://127.0.0.1:1/h": frozenset({Topic("a", "1")})}
+    store.close()
+    other.close()

@@ -63,8 +63,7 @@ class SQLiteStore:
         self._busy_timeout = busy_timeout
         self._clock = clock
         self._local = threading.local()
-        self._schema_ready = False
-        self._schema_lock = threading.Lock()
+        self._lock = threading.Lock()
         # every thread's connection, so close() can close them all
         self._connections: list[sqlite3.Connection] = []
 
@@ -82,8 +81,12 @@ class SQLiteStore:
 
     def _connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None and self._local.pid == os.getpid():
+        if conn is not None and self._local.pid == os.getpid() and self._local.file == self._file_identity():
             return conn
+        if conn is not None:
+            # The file was removed or replaced (or we were forked): a connection
+            # to the old inode would write where nobody reads. Start afresh.
+            self._forget(conn)
         with map_exceptions(_ERRORS, f"opening sqlite store {self.path!r}"):
             # isolation_level=None: we issue BEGIN ourselves, so reads run in
             # autocommit and never hold a lock between calls.
@@ -94,20 +97,29 @@ class SQLiteStore:
             if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")  # durable enough under WAL, far faster
-            self._ensure_schema(conn)
+            # On every new connection, not once per store: the file may be a new one.
+            conn.executescript(_SCHEMA)
         self._local.conn = conn
         self._local.pid = os.getpid()
-        with self._schema_lock:
+        self._local.file = self._file_identity()
+        with self._lock:
             self._connections.append(conn)
         return conn
 
-    def _ensure_schema(self, conn: sqlite3.Connection) -> None:
-        if self._schema_ready:
-            return
-        with self._schema_lock:
-            if not self._schema_ready:
-                conn.executescript(_SCHEMA)
-                self._schema_ready = True
+    def _file_identity(self) -> tuple[int, int] | None:
+        try:
+            info = os.stat(self.path)
+        except OSError:
+            return None
+        return info.st_dev, info.st_ino
+
+    def _forget(self, conn: sqlite3.Connection) -> None:
+        with self._lock:
+            if conn in self._connections:
+                self._connections.remove(conn)
+        if self._local.pid == os.getpid():  # never close a parent's connection in a child
+            conn.close()
+        self._local.conn = None
 
     @contextmanager
     def _write(self, what: str) -> Iterator[sqlite3.Connection]:
@@ -195,7 +207,7 @@ class SQLiteStore:
         return sorted(subs, key=lambda row: (row.url, row.topic))
 
     def close(self) -> None:
-        with self._schema_lock:
+        with self._lock:
             connections, self._connections = self._connections, []
         for conn in connections:
             conn.close()
