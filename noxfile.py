@@ -86,3 +86,11 @@ def integration(session: nox.Session) -> None:
 def browser(session: nox.Session) -> None:
     """The demo in headless Chromium (Debian's) driven by Playwright; prints the latency."""
     run_pytest(session, "test,tornado,gevent,twisted,browser", "tests/browser", "-s")
+
+
+@nox.session
+def reliability(session: nox.Session) -> None:
+    """Faults, soak and fuzz across real processes (the partition test needs root and
+    iproute2, and says so when it skips)."""
+    session.install("atheris>=2.3")
+    run_pytest(session, "test,tornado,curl,gevent,twisted,mongodb", "tests/reliability", "tests/fuzz")

@@ -22,14 +22,23 @@ with atheris.instrument_imports():
     from skyhooks.core.protocol import Verifier
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-KEY = base64.b64decode(SECRET[len("whsec_"):])
+KEY = base64.b64decode(SECRET[len("whsec_") :])
 VERIFIER = Verifier(SECRET, max_body_size=64 * 1024)
-NAMES = ["content-type", "Content-Type", "webhook-id", "WEBHOOK-ID", "webhook-timestamp",
-         "webhook-signature", "x-other"]
+NAMES = [
+    "content-type",
+    "Content-Type",
+    "webhook-id",
+    "WEBHOOK-ID",
+    "webhook-timestamp",
+    "webhook-signature",
+    "x-other",
+]
 # Seeds for the body: the fuzzer mutates from these towards the interesting shapes.
-SHAPES = [b'{"keys":{"account_id":42},"data":{"x":[1,2.5,"s",null,true]}}',
-          b'{"messages":[{"id":"m1","keys":{"a":"b"},"data":1},{"id":"m2","keys":{"c":1}}]}',
-          b'{"keys":{"a":1},"data":[[[[[[[[[[]]]]]]]]]]}']
+SHAPES = [
+    b'{"keys":{"account_id":42},"data":{"x":[1,2.5,"s",null,true]}}',
+    b'{"messages":[{"id":"m1","keys":{"a":"b"},"data":1},{"id":"m2","keys":{"c":1}}]}',
+    b'{"keys":{"a":1},"data":[[[[[[[[[[]]]]]]]]]]}',
+]
 
 
 def one_input(data: bytes) -> None:
@@ -44,8 +53,13 @@ def one_input(data: bytes) -> None:
     body = SHAPES[fdp.ConsumeIntInRange(0, len(SHAPES) - 1)] if mode == 7 else fdp.ConsumeBytes(4096)
     signed = f"{message_id}.{timestamp}.".encode() + body
     signature = base64.b64encode(hmac.new(KEY, signed, hashlib.sha256).digest()).decode()
-    headers.update({"webhook-id": message_id, "webhook-timestamp": timestamp,
-                    "webhook-signature": "v1," + signature if mode > 1 else fdp.ConsumeUnicodeNoSurrogates(60)})
+    headers.update(
+        {
+            "webhook-id": message_id,
+            "webhook-timestamp": timestamp,
+            "webhook-signature": "v1," + signature if mode > 1 else fdp.ConsumeUnicodeNoSurrogates(60),
+        }
+    )
     try:
         VERIFIER.parse(method, headers, body)
     except RequestError as exc:

@@ -22,7 +22,7 @@ from skyhooks.core.keys import MAX_KEYS, MAX_VALUE_LENGTH, topics_of, validate_k
 from skyhooks.core.protocol import Signer, Verifier
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-KEY = base64.b64decode(SECRET[len("whsec_"):])
+KEY = base64.b64decode(SECRET[len("whsec_") :])
 VERIFIER = Verifier(SECRET)
 NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -32,8 +32,12 @@ def sign(body: bytes, message_id: str = "msg_1", timestamp: str | None = None) -
     """Sign like any Standard Webhooks sender would, independently of skyhooks' Signer."""
     timestamp = timestamp or str(int(time.time()))
     mac = hmac.new(KEY, f"{message_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
-    return {"content-type": "application/json", "webhook-id": message_id,
-            "webhook-timestamp": timestamp, "webhook-signature": "v1," + base64.b64encode(mac).decode()}
+    return {
+        "content-type": "application/json",
+        "webhook-id": message_id,
+        "webhook-timestamp": timestamp,
+        "webhook-signature": "v1," + base64.b64encode(mac).decode(),
+    }
 
 
 def utf8_ok(text: str) -> bool:
@@ -60,14 +64,33 @@ def keys_are_valid(keys) -> bool:
     return True
 
 
-json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) \
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=40)
-json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4)
-                           | st.dictionaries(st.text(max_size=10), inner, max_size=4), max_leaves=12)
-key_names = st.one_of(st.from_regex(NAME, fullmatch=True), st.text(max_size=70),
-                      st.sampled_from(["", "a b", "a\n", "é", "a/b", "x" * 65, "__proto__", "$where"]))
-key_values = st.one_of(st.integers(), st.text(max_size=300), st.booleans(), st.none(), st.floats(),
-                       st.lists(st.integers(), max_size=2), st.just(10**300), st.just("9" * 257))
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=12,
+)
+key_names = st.one_of(
+    st.from_regex(NAME, fullmatch=True),
+    st.text(max_size=70),
+    st.sampled_from(["", "a b", "a\n", "é", "a/b", "x" * 65, "__proto__", "$where"]),
+)
+key_values = st.one_of(
+    st.integers(),
+    st.text(max_size=300),
+    st.booleans(),
+    st.none(),
+    st.floats(),
+    st.lists(st.integers(), max_size=2),
+    st.just(10**300),
+    st.just("9" * 257),
+)
 hostile_keys = st.one_of(st.dictionaries(key_names, key_values, max_size=6), json_values)
 
 
@@ -117,8 +140,24 @@ def test_deep_nesting_is_400_never_a_crash(depth, kind):
 
 
 @SETTINGS
-@given(literal=st.sampled_from(["NaN", "Infinity", "-Infinity", "1" * 5000, "1e999", "-0", "1E400",
-                                '"\\ud800"', '"\\u0000"', "tru", "01", '"\\x41"']))
+@given(
+    literal=st.sampled_from(
+        [
+            "NaN",
+            "Infinity",
+            "-Infinity",
+            "1" * 5000,
+            "1e999",
+            "-0",
+            "1E400",
+            '"\\ud800"',
+            '"\\u0000"',
+            "tru",
+            "01",
+            '"\\x41"',
+        ]
+    )
+)
 def test_odd_json_literals_are_accepted_or_400(literal):
     for body in (f'{{"keys":{{"a":1}},"data":{literal}}}', f'{{"keys":{{"a":{literal}}}}}'):
         raw = body.encode()
@@ -126,9 +165,15 @@ def test_odd_json_literals_are_accepted_or_400(literal):
 
 
 @SETTINGS
-@given(body=st.binary(max_size=400), message_id=st.text(min_size=1, max_size=300),
-       timestamp=st.one_of(st.none(), st.text(max_size=30),
-                           st.sampled_from([" 1700000000", "+1700000000", "1.7e9", "9" * 40, "-1", "0x10"])))
+@given(
+    body=st.binary(max_size=400),
+    message_id=st.text(min_size=1, max_size=300),
+    timestamp=st.one_of(
+        st.none(),
+        st.text(max_size=30),
+        st.sampled_from([" 1700000000", "+1700000000", "1.7e9", "9" * 40, "-1", "0x10"]),
+    ),
+)
 def test_correctly_signed_garbage_is_a_message_or_a_4xx(body, message_id, timestamp):
     if not utf8_ok(message_id) or (timestamp is not None and not utf8_ok(timestamp)):
         return
@@ -136,9 +181,18 @@ def test_correctly_signed_garbage_is_a_message_or_a_4xx(body, message_id, timest
 
 
 @SETTINGS
-@given(items=st.lists(st.one_of(
-    st.fixed_dictionaries({"id": st.text(min_size=1, max_size=20), "keys": hostile_keys, "data": json_values}),
-    json_values), max_size=5), extra=st.dictionaries(st.sampled_from(["data", "x"]), json_values, max_size=1))
+@given(
+    items=st.lists(
+        st.one_of(
+            st.fixed_dictionaries(
+                {"id": st.text(min_size=1, max_size=20), "keys": hostile_keys, "data": json_values}
+            ),
+            json_values,
+        ),
+        max_size=5,
+    ),
+    extra=st.dictionaries(st.sampled_from(["data", "x"]), json_values, max_size=1),
+)
 @example(items=[{"id": "a", "keys": {"k": 1}, "data": None}] * 2, extra={})
 def test_signed_hostile_batches_are_all_or_nothing(items, extra):
     """The batch extension: accepted only when every message in it is valid, each
@@ -146,8 +200,12 @@ def test_signed_hostile_batches_are_all_or_nothing(items, extra):
     body = json.dumps({"messages": items, **extra}).encode()
     result = parse(body, sign(body, "batch_1"))
     valid = bool(items) and all(
-        isinstance(i, dict) and isinstance(i.get("id"), str) and 0 < len(i["id"]) <= 256
-        and keys_are_valid(i.get("keys")) for i in items)
+        isinstance(i, dict)
+        and isinstance(i.get("id"), str)
+        and 0 < len(i["id"]) <= 256
+        and keys_are_valid(i.get("keys"))
+        for i in items
+    )
     if valid:
         assert not isinstance(result, RequestError), result
         assert result.batch and [m.message.id for m in result.messages] == [i["id"] for i in items]
@@ -157,13 +215,22 @@ def test_signed_hostile_batches_are_all_or_nothing(items, extra):
 
 
 def case_games(draw_bools, name: str) -> str:
-    return "".join(c.upper() if flip else c.lower() for c, flip in zip(name, draw_bools))
+    return "".join(c.upper() if flip else c.lower() for c, flip in zip(name, draw_bools, strict=False))
 
 
 @SETTINGS
-@given(flips=st.lists(st.booleans(), min_size=20, max_size=20),
-       media=st.sampled_from(["application/json", "APPLICATION/JSON", " application/json ",
-                              "application/json; charset=utf-8", "application/json;charset=UTF-8"]))
+@given(
+    flips=st.lists(st.booleans(), min_size=20, max_size=20),
+    media=st.sampled_from(
+        [
+            "application/json",
+            "APPLICATION/JSON",
+            " application/json ",
+            "application/json; charset=utf-8",
+            "application/json;charset=UTF-8",
+        ]
+    ),
+)
 def test_header_names_in_any_case_and_media_type_whitespace(flips, media):
     message = Signer(SECRET).build({"account_id": 42}, {"x": 1})
     headers = {case_games(flips, k): v for k, v in message.headers.items()}
@@ -184,8 +251,10 @@ def test_any_changed_body_byte_is_refused(position, flip):
 
 
 @SETTINGS
-@given(pad=st.sampled_from([" ", "\t", "\n", "\r\n"]),
-       field=st.sampled_from(["webhook-id", "webhook-timestamp", "webhook-signature"]))
+@given(
+    pad=st.sampled_from([" ", "\t", "\n", "\r\n"]),
+    field=st.sampled_from(["webhook-id", "webhook-timestamp", "webhook-signature"]),
+)
 def test_whitespace_in_signature_headers_never_verifies_another_message(pad, field):
     """Whitespace around a signed header either still verifies the same message (and
     then the id is the one that was signed) or is refused with 401."""
@@ -196,12 +265,15 @@ def test_whitespace_in_signature_headers_never_verifies_another_message(pad, fie
     if isinstance(result, RequestError):
         assert result.status == 401
     else:
-        assert result.messages[0].message.id.strip() == message.id and result.messages[0].message.keys == {"account_id": 42}
+        assert result.messages[0].message.id.strip() == message.id and result.messages[0].message.keys == {
+            "account_id": 42
+        }
 
 
 @SETTINGS
-@given(signatures=st.lists(st.sampled_from(["v1,AAAA", "v2,xyz", "v1a,", ",", "v1,", "v1,====="]),
-                           max_size=4))
+@given(
+    signatures=st.lists(st.sampled_from(["v1,AAAA", "v2,xyz", "v1a,", ",", "v1,", "v1,====="]), max_size=4)
+)
 def test_extra_signatures_in_the_header(signatures):
     """Standard Webhooks allows several space-separated signatures: the valid one wins,
     junk around it never causes a 500."""

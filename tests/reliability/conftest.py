@@ -35,8 +35,9 @@ def launch(tmp_path, secret) -> Iterator[Any]:
     started: list[RecordingInstance] = []
 
     def start(framework: str, store: str, **options: Any) -> RecordingInstance:
-        instance = RecordingInstance(framework, store, options.pop("secret", secret), log_dir=tmp_path,
-                                     **options)
+        instance = RecordingInstance(
+            framework, store, options.pop("secret", secret), log_dir=tmp_path, **options
+        )
         started.append(instance)
         return instance.start()
 

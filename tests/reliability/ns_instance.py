@@ -27,8 +27,9 @@ async def main() -> None:
     args = parser.parse_args()
     sockets = bind_sockets(0, args.host)
     port = sockets[0].getsockname()[1]
-    registry = Registry(url=f"http://{args.host}:{port}/skyhooks", store=args.store, secret=args.secret,
-                        ttl=args.ttl)
+    registry = Registry(
+        url=f"http://{args.host}:{port}/skyhooks", store=args.store, secret=args.secret, ttl=args.ttl
+    )
     server = HTTPServer(Application([(r"/skyhooks", WebhookHandler, {"registry": registry})]))
     server.add_sockets(sockets)
     record = open(args.record, "a", buffering=1)  # noqa: SIM115 - process-long

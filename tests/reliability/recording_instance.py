@@ -18,11 +18,11 @@ if sys.argv[1:2] == ["gevent"]:
 
     monkey.patch_all()
 
-import os  # noqa: E402
-import runpy  # noqa: E402
-import time  # noqa: E402
+import os
+import runpy
+import time
 
-from tests.adapters.instances import common  # noqa: E402
+from tests.adapters.instances import common
 
 
 def main() -> None:

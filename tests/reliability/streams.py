@@ -25,8 +25,14 @@ class Stream:
     """Publish ``count`` messages (keys from ``keys_for(seq)``) with ``threads``
     threads sharing one publisher; ``sent`` holds one :class:`Sent` per message."""
 
-    def __init__(self, notify: Callable[[Any, Any], DeliveryReport], keys_for: Callable[[int], Any],
-                 count: int, threads: int = 4, pause: float = 0.0):
+    def __init__(
+        self,
+        notify: Callable[[Any, Any], DeliveryReport],
+        keys_for: Callable[[int], Any],
+        count: int,
+        threads: int = 4,
+        pause: float = 0.0,
+    ):
         self.notify, self.keys_for, self.count, self.pause = notify, keys_for, count, pause
         self.sent: list[Sent] = []
         self._seqs = itertools.count()

@@ -7,7 +7,6 @@ import time
 import pytest
 
 from skyhooks import Publisher, RetryPolicy
-from tests.support.instances import wait_for
 
 from .conftest import FRAMEWORKS
 from .streams import Stream
@@ -56,7 +55,9 @@ def test_sigkill_mid_stream_is_reported_pruned_and_heals(victim, launch, sqlite_
 
         # Pruned (connection refused), then no longer targeted.
         pruning = [s for s in sent if dead.url in s.report.pruned]
-        assert pruning, f"dead URL never pruned; reasons: {sorted({s.report.failed[dead.url] for s in failed})}"
+        assert pruning, (
+            f"dead URL never pruned; reasons: {sorted({s.report.failed[dead.url] for s in failed})}"
+        )
         assert all("refused" in s.report.failed[dead.url] for s in pruning)
         first_pruned = min(s.finished for s in pruning)
         later = [s for s in sent if s.started > first_pruned]
@@ -75,8 +76,16 @@ def test_sigkill_mid_stream_is_reported_pruned_and_heals(victim, launch, sqlite_
             assert max(counts.values()) == 1
         assert all(s.report.failed == {} for s in again.reports())
 
-    measure(victim=victim, sent=len(sent), sent_after_kill=len(after),
-            delivered_per_survivor=len(ids), lost_at_survivors=0,
-            reported_failed_to_dead=len(failed), acked_by_dead=len(acked), acked_unrecorded=len(unrecorded),
-            kill_to_prune_s=round(prune_delay, 3), after_restart_sent=len(again_ids),
-            after_restart_delivered=len(again_ids))
+    measure(
+        victim=victim,
+        sent=len(sent),
+        sent_after_kill=len(after),
+        delivered_per_survivor=len(ids),
+        lost_at_survivors=0,
+        reported_failed_to_dead=len(failed),
+        acked_by_dead=len(acked),
+        acked_unrecorded=len(unrecorded),
+        kill_to_prune_s=round(prune_delay, 3),
+        after_restart_sent=len(again_ids),
+        after_restart_delivered=len(again_ids),
+    )

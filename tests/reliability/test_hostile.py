@@ -33,19 +33,36 @@ def test_registry_refuses_hostile_urls_by_default(kind, sqlite_url, secret):
 
 
 def test_url_policy_relaxations_allow_what_they_name(sqlite_url, secret):
-    Registry(url=REFUSED["metadata"], store=sqlite_url, secret=secret,
-             url_policy=UrlPolicy(allow_link_local=True))
-    Registry(url=REFUSED["link-local-v6"], store=sqlite_url, secret=secret,
-             url_policy=UrlPolicy(allow_link_local=True))
-    Registry(url=REFUSED["credentials"], store=sqlite_url, secret=secret,
-             url_policy=UrlPolicy(allow_credentials=True))
+    Registry(
+        url=REFUSED["metadata"], store=sqlite_url, secret=secret, url_policy=UrlPolicy(allow_link_local=True)
+    )
+    Registry(
+        url=REFUSED["link-local-v6"],
+        store=sqlite_url,
+        secret=secret,
+        url_policy=UrlPolicy(allow_link_local=True),
+    )
+    Registry(
+        url=REFUSED["credentials"],
+        store=sqlite_url,
+        secret=secret,
+        url_policy=UrlPolicy(allow_credentials=True),
+    )
     # Relaxing one rule relaxes only that one.
     with pytest.raises(ConfigurationError):
-        Registry(url=REFUSED["credentials"], store=sqlite_url, secret=secret,
-                 url_policy=UrlPolicy(allow_link_local=True))
+        Registry(
+            url=REFUSED["credentials"],
+            store=sqlite_url,
+            secret=secret,
+            url_policy=UrlPolicy(allow_link_local=True),
+        )
     with pytest.raises(ConfigurationError):
-        Registry(url=REFUSED["file"], store=sqlite_url, secret=secret,
-                 url_policy=UrlPolicy(allow_link_local=True, allow_credentials=True))
+        Registry(
+            url=REFUSED["file"],
+            store=sqlite_url,
+            secret=secret,
+            url_policy=UrlPolicy(allow_link_local=True, allow_credentials=True),
+        )
 
 
 def test_publisher_refuses_hostile_urls_found_in_the_store(sqlite_url, secret, measure):
@@ -56,8 +73,12 @@ def test_publisher_refuses_hostile_urls_found_in_the_store(sqlite_url, secret, m
     store = open_store(sqlite_url)
     with Receiver([200]) as receiver:
         port = receiver.port
-        hostile = [f"http://admin:secret@127.0.0.1:{port}/hook", f"http://admin@127.0.0.1:{port}/other",
-                   f"ftp://127.0.0.1:{port}/hook", "http://169.254.169.254/latest/meta-data/"]
+        hostile = [
+            f"http://admin:secret@127.0.0.1:{port}/hook",
+            f"http://admin@127.0.0.1:{port}/other",
+            f"ftp://127.0.0.1:{port}/hook",
+            "http://169.254.169.254/latest/meta-data/",
+        ]
         for url in hostile:
             store.add(url, topics_of(keys), 60)
         store.add(receiver.url, topics_of(keys), 60)
@@ -70,14 +91,22 @@ def test_publisher_refuses_hostile_urls_found_in_the_store(sqlite_url, secret, m
         assert all("authorization" not in {k.lower() for k in r["headers"]} for r in receiver.requests)
         # The same credentialed URL does reach the receiver once the policy allows it:
         # the refusal above was the policy, not an unreachable URL.
-        with Publisher(sqlite_url, secret, retry=RetryPolicy(attempts=1, timeout=2.0),
-                       url_policy=UrlPolicy(allow_credentials=True)) as relaxed:
+        with Publisher(
+            sqlite_url,
+            secret,
+            retry=RetryPolicy(attempts=1, timeout=2.0),
+            url_policy=UrlPolicy(allow_credentials=True),
+        ) as relaxed:
             store.remove_url(receiver.url)
             allowed = relaxed.notify(keys, {"x": 2})
         assert hostile[0] in allowed.delivered and hostile[1] in allowed.delivered, allowed
         assert receiver.count == 3
-    measure(hostile_urls=len(hostile), sent_to_hostile=0, reported_failed=len(report.failed),
-            reached_when_allowed=2)
+    measure(
+        hostile_urls=len(hostile),
+        sent_to_hostile=0,
+        reported_failed=len(report.failed),
+        reached_when_allowed=2,
+    )
 
 
 LONE_SURROGATE = {"account_id": "\ud800"}
@@ -100,7 +129,9 @@ def test_one_unencodable_registration_does_not_poison_the_others(launch, sqlite_
         pass  # refusing it outright (400) is a fine answer too
     time.sleep(4.5)  # past the TTL: only renewals keep "account_id=1" alive
     alive = set(store.lookup({Topic("account_id", "1")}))
-    measure(good_topic_alive_after_ttl=instance.url in alive,
-            log_tail=instance.log().strip().splitlines()[-1:] if instance.log() else [])
+    measure(
+        good_topic_alive_after_ttl=instance.url in alive,
+        log_tail=instance.log().strip().splitlines()[-1:] if instance.log() else [],
+    )
     assert alive == {instance.url}, "the good topic expired: renewals failed because of the hostile one"
     wait_for(lambda: set(store.lookup({Topic("account_id", "1")})) == {instance.url}, timeout=1)

@@ -44,8 +44,10 @@ def namespaces():
         for name in (pub, inst):
             result = ip("netns", "add", name, check=False)
             if result.returncode != 0:
-                pytest.skip(f"cannot make network namespaces here (needs root or CAP_NET_ADMIN): "
-                            f"{result.stderr.strip()}")
+                pytest.skip(
+                    f"cannot make network namespaces here (needs root or CAP_NET_ADMIN): "
+                    f"{result.stderr.strip()}"
+                )
             made.append(name)
         # Both ends are created inside the namespaces: nothing is added to the host's network.
         ip("-n", pub, "link", "add", "skp", "type", "veth", "peer", "name", "ski", "netns", inst)
@@ -65,7 +67,11 @@ class InNamespace:
         self.log_path = log
         self.process = subprocess.Popen(
             ["ip", "netns", "exec", namespace, sys.executable, "-m", module, *args],
-            cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True,
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
         )
 
     def line(self, timeout: float = 30.0) -> str:
@@ -87,11 +93,30 @@ class InNamespace:
 def test_partition_cut_and_restore(namespaces, tmp_path, sqlite_url, secret, measure):
     pub, inst = namespaces
     record = tmp_path / "received"
-    instance = InNamespace(inst, "tests.reliability.ns_instance", "--host", f"{SUBNET}.2", "--store",
-                           sqlite_url, "--secret", secret, "--keys", "account_id=42", "--record",
-                           str(record), log=tmp_path / "instance.log")
-    publisher = InNamespace(pub, "tests.reliability.ns_publisher", "--store", sqlite_url, "--secret", secret,
-                            log=tmp_path / "publisher.log")
+    instance = InNamespace(
+        inst,
+        "tests.reliability.ns_instance",
+        "--host",
+        f"{SUBNET}.2",
+        "--store",
+        sqlite_url,
+        "--secret",
+        secret,
+        "--keys",
+        "account_id=42",
+        "--record",
+        str(record),
+        log=tmp_path / "instance.log",
+    )
+    publisher = InNamespace(
+        pub,
+        "tests.reliability.ns_publisher",
+        "--store",
+        sqlite_url,
+        "--secret",
+        secret,
+        log=tmp_path / "publisher.log",
+    )
     try:
         port = int(instance.line().split()[1])
         url = f"http://{SUBNET}.2:{port}/skyhooks"
@@ -139,10 +164,16 @@ def test_partition_cut_and_restore(namespaces, tmp_path, sqlite_url, secret, mea
         instance.process.wait()
         report, _ = notify(CUT_POLICY)
         assert report["pruned"] == [url] and "refused" in report["failed"][url], report
-        measure(before_delivered=len(before), cut_reasons=sorted({r["failed"][url][:60] for r, _ in cut}),
-                cut_elapsed_s=[round(e, 2) for _, e in cut], cut_messages_arrived_late=len(ids_cut & set(got)),
-                resumed_after_s=round(resume_s, 2), after_delivered=len(after), pruned_on_timeout=0,
-                pruned_on_refused=1)
+        measure(
+            before_delivered=len(before),
+            cut_reasons=sorted({r["failed"][url][:60] for r, _ in cut}),
+            cut_elapsed_s=[round(e, 2) for _, e in cut],
+            cut_messages_arrived_late=len(ids_cut & set(got)),
+            resumed_after_s=round(resume_s, 2),
+            after_delivered=len(after),
+            pruned_on_timeout=0,
+            pruned_on_refused=1,
+        )
     finally:
         instance.stop()
         publisher.stop()

@@ -90,22 +90,37 @@ def test_a_hung_instance_does_not_delay_the_fast_ones(publisher, setup, measure)
 
 # (script, receiver headers, retry policy, expectations)
 CASES: dict[str, tuple[list[Any], dict[str, str], dict[str, float], dict[str, Any]]] = {
-    "503-then-200": ([503, 200], {}, {"attempts": 3, "backoff": 0.05},
-                     {"delivered": True, "requests": 2}),
-    "503-always": ([503], {}, {"attempts": 3, "backoff": 0.05},
-                   {"delivered": False, "requests": 3, "reason": "HTTP 503 after 3 attempts"}),
-    "429-retry-after-1": ([429, 200], {"Retry-After": "1"}, {"attempts": 3, "backoff": 0.05},
-                          {"delivered": True, "requests": 2, "min_s": 0.9}),
-    "429-retry-after-past-deadline": ([429], {"Retry-After": "30"}, {"attempts": 3, "deadline": 3.0},
-                                      {"delivered": False, "requests": 1, "reason": "deadline reached",
-                                       "max_s": 2.5}),
-    "hang-timeout-retried": (["hang"], {}, {"attempts": 2, "timeout": 1.0, "backoff": 0.05, "deadline": 5.0},
-                             {"delivered": False, "requests": 2, "reason": "timeout", "min_s": 1.9,
-                              "max_s": 5.0}),
-    "hang-deadline-caps-retries": (["hang"], {}, {"attempts": 10, "timeout": 1.5, "backoff": 0.05,
-                                                  "deadline": 2.5},
-                                   {"delivered": False, "max_requests": 2, "reason": "timeout",
-                                    "max_s": 4.0}),
+    "503-then-200": ([503, 200], {}, {"attempts": 3, "backoff": 0.05}, {"delivered": True, "requests": 2}),
+    "503-always": (
+        [503],
+        {},
+        {"attempts": 3, "backoff": 0.05},
+        {"delivered": False, "requests": 3, "reason": "HTTP 503 after 3 attempts"},
+    ),
+    "429-retry-after-1": (
+        [429, 200],
+        {"Retry-After": "1"},
+        {"attempts": 3, "backoff": 0.05},
+        {"delivered": True, "requests": 2, "min_s": 0.9},
+    ),
+    "429-retry-after-past-deadline": (
+        [429],
+        {"Retry-After": "30"},
+        {"attempts": 3, "deadline": 3.0},
+        {"delivered": False, "requests": 1, "reason": "deadline reached", "max_s": 2.5},
+    ),
+    "hang-timeout-retried": (
+        ["hang"],
+        {},
+        {"attempts": 2, "timeout": 1.0, "backoff": 0.05, "deadline": 5.0},
+        {"delivered": False, "requests": 2, "reason": "timeout", "min_s": 1.9, "max_s": 5.0},
+    ),
+    "hang-deadline-caps-retries": (
+        ["hang"],
+        {},
+        {"attempts": 10, "timeout": 1.5, "backoff": 0.05, "deadline": 2.5},
+        {"delivered": False, "max_requests": 2, "reason": "timeout", "max_s": 4.0},
+    ),
     "404-pruned": ([404], {}, {"attempts": 3}, {"delivered": False, "requests": 1, "pruned": True}),
     "410-pruned": ([410], {}, {"attempts": 3}, {"delivered": False, "requests": 1, "pruned": True}),
     "400-final-kept": ([400], {}, {"attempts": 3}, {"delivered": False, "requests": 1, "pruned": False}),
@@ -140,9 +155,15 @@ def test_retry_policy_as_documented(publisher, case, setup, measure):
     assert (receiver.url in report["pruned"]) is pruned and listed is not pruned, report
     assert elapsed >= expect.get("min_s", 0.0), f"{elapsed:.2f}s: a retry came too early"
     assert elapsed <= expect.get("max_s", 8.0), f"{elapsed:.2f}s: past the deadline"
-    measure(publisher=publisher, case=case, requests=requests, elapsed_s=round(elapsed, 3),
-            delivered=bool(report["delivered"]), reason=report["failed"].get(receiver.url, ""),
-            pruned=bool(report["pruned"]))
+    measure(
+        publisher=publisher,
+        case=case,
+        requests=requests,
+        elapsed_s=round(elapsed, 3),
+        delivered=bool(report["delivered"]),
+        reason=report["failed"].get(receiver.url, ""),
+        pruned=bool(report["pruned"]),
+    )
 
 
 @pytest.mark.parametrize("publisher", PUBLISHERS)

@@ -55,7 +55,16 @@ def test_sigterm_under_load(victim, launch, sqlite_url, secret, measure):
     assert all(leaving.url not in s.report.urls for s in later)
     failed = [s for s in sent if leaving.url in s.report.failed]
     pruned = [s for s in sent if leaving.url in s.report.pruned]
-    measure(victim=victim, sent=len(sent), acked_by_leaving=len(acked), dispatched_by_leaving=len(recorded),
-            acked_not_dispatched=0, reported_failed_to_leaving=len(failed), pruned_by_publisher=len(pruned),
-            listed_right_after_exit=listed_after_exit, sigterm_to_exit_s=round(exited - signalled, 2),
-            exit_status=status, lost_at_survivors=0)
+    measure(
+        victim=victim,
+        sent=len(sent),
+        acked_by_leaving=len(acked),
+        dispatched_by_leaving=len(recorded),
+        acked_not_dispatched=0,
+        reported_failed_to_leaving=len(failed),
+        pruned_by_publisher=len(pruned),
+        listed_right_after_exit=listed_after_exit,
+        sigterm_to_exit_s=round(exited - signalled, 2),
+        exit_status=status,
+        lost_at_survivors=0,
+    )

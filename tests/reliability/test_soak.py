@@ -119,8 +119,9 @@ def test_soak_100k_messages_with_churn(launch, sqlite_url, secret, measure):
     lost = duplicated = addressed = 0
     lines = {i.framework: i.lines() for i in instances}
     stable = {fw: collections.Counter(mid for cb, mid, _ in rows if cb == "s") for fw, rows in lines.items()}
-    churned = {fw: collections.Counter((cb, mid) for cb, mid, _ in rows if cb != "s")
-               for fw, rows in lines.items()}
+    churned = {
+        fw: collections.Counter((cb, mid) for cb, mid, _ in rows if cb != "s") for fw, rows in lines.items()
+    }
     must = never_violations = may = 0
     churn_lost = churn_dup = 0
     for s in sent:
@@ -146,14 +147,27 @@ def test_soak_100k_messages_with_churn(launch, sqlite_url, secret, measure):
                 churn_dup += got > 1
     growth = {fw: end[fw][0] - warm[fw][0] for fw in by_framework}
     fds = {fw: end[fw][1] - warm[fw][1] for fw in by_framework}
-    measure(messages=MESSAGES, deliveries_addressed=addressed, lost=lost, duplicated=duplicated,
-            failed_reports=len(failed), duration_s=round(duration, 1),
-            messages_per_s=round(MESSAGES / duration), churn_operations=churn.operations,
-            churn_must_arrive=must, churn_lost=churn_lost, churn_duplicated=churn_dup,
-            churn_may_arrive=may, churn_arrived_outside_window=never_violations,
-            rss_warm_kib={fw: warm[fw][0] for fw in warm}, rss_end_kib={fw: end[fw][0] for fw in end},
-            rss_growth_kib=growth, fds_warm={fw: warm[fw][1] for fw in warm},
-            fds_end={fw: end[fw][1] for fw in end}, max_loop_lag_ms=lags)
+    measure(
+        messages=MESSAGES,
+        deliveries_addressed=addressed,
+        lost=lost,
+        duplicated=duplicated,
+        failed_reports=len(failed),
+        duration_s=round(duration, 1),
+        messages_per_s=round(MESSAGES / duration),
+        churn_operations=churn.operations,
+        churn_must_arrive=must,
+        churn_lost=churn_lost,
+        churn_duplicated=churn_dup,
+        churn_may_arrive=may,
+        churn_arrived_outside_window=never_violations,
+        rss_warm_kib={fw: warm[fw][0] for fw in warm},
+        rss_end_kib={fw: end[fw][0] for fw in end},
+        rss_growth_kib=growth,
+        fds_warm={fw: warm[fw][1] for fw in warm},
+        fds_end={fw: end[fw][1] for fw in end},
+        max_loop_lag_ms=lags,
+    )
     assert not failed, f"{len(failed)} reports with failures, first: {failed[0].report.failed}"
     assert (lost, duplicated) == (0, 0)
     assert must > 0 and churn.operations > 100, "the churn did not overlap the stream"

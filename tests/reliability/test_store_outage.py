@@ -7,7 +7,6 @@ Instances run with ttl=3, so they renew every second.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
 from pathlib import Path
@@ -111,8 +110,14 @@ def test_sqlite_locked_exclusive(launch, tmp_path, secret, measure):
     locked_for = time.monotonic() - locked_at
     heal = wait_healed(instances, store_url, timeout=30)
     deliver_everywhere(store_url, secret, instances)
-    measure(store="sqlite-locked", locked_s=round(locked_for, 2), direct_messages_dispatched=direct,
-            max_loop_lag_ms=lags, heal_after_unlock_s=round(heal, 2), topics_lost=0)
+    measure(
+        store="sqlite-locked",
+        locked_s=round(locked_for, 2),
+        direct_messages_dispatched=direct,
+        max_loop_lag_ms=lags,
+        heal_after_unlock_s=round(heal, 2),
+        topics_lost=0,
+    )
 
 
 def test_sqlite_file_removed_and_recreated(launch, tmp_path, secret, measure):
@@ -131,9 +136,13 @@ def test_sqlite_file_removed_and_recreated(launch, tmp_path, secret, measure):
     try:
         heal = wait_healed(instances, store_url, timeout=2 * TTL)
     finally:
-        measure(store="sqlite-removed", healed=urls_for(store_url, STABLE) == {i.url for i in instances},
-                waited_s=round(time.monotonic() - removed_at, 2), max_loop_lag_ms=lags,
-                direct_messages_dispatched=direct)
+        measure(
+            store="sqlite-removed",
+            healed=urls_for(store_url, STABLE) == {i.url for i in instances},
+            waited_s=round(time.monotonic() - removed_at, 2),
+            max_loop_lag_ms=lags,
+            direct_messages_dispatched=direct,
+        )
     deliver_everywhere(store_url, secret, instances)
     measure(store="sqlite-removed", heal_after_removal_s=round(heal, 2))
 
@@ -173,7 +182,13 @@ def test_mongodb_killed_and_restarted_empty(own_mongo, launch, secret, measure):
         restarted = time.monotonic()
         heal = wait_healed(instances, store_url, timeout=30)
     deliver_everywhere(store_url, secret, instances)
-    measure(store="mongodb-restarted-empty", notify_error=str(error.value)[:120],
-            notify_error_after_s=round(store_error_s, 2), down_s=round(restarted - down_at, 2),
-            direct_messages_dispatched=direct, max_loop_lag_ms=lags, heal_after_restart_s=round(heal, 2),
-            topics_lost=0)
+    measure(
+        store="mongodb-restarted-empty",
+        notify_error=str(error.value)[:120],
+        notify_error_after_s=round(store_error_s, 2),
+        down_s=round(restarted - down_at, 2),
+        direct_messages_dispatched=direct,
+        max_loop_lag_ms=lags,
+        heal_after_restart_s=round(heal, 2),
+        topics_lost=0,
+    )
