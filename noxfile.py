@@ -94,3 +94,10 @@ def reliability(session: nox.Session) -> None:
     iproute2, and says so when it skips)."""
     session.install("atheris>=2.3")
     run_pytest(session, "test,tornado,curl,gevent,twisted,mongodb", "tests/reliability", "tests/fuzz")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """A small run of the benchmark harness: it runs, counts what it sends, loses nothing
+    (no timing assertions; the figures come from ``python -m benchmarks all``)."""
+    run_pytest(session, "test,tornado,curl,gevent,twisted,bench", "tests/test_benchmarks_smoke.py")
