@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import collections
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-from tests.support.instances import REPO, Instance
+from tests.support.instances import Instance
 
 
 class RecordingInstance(Instance):
@@ -26,28 +24,17 @@ class RecordingInstance(Instance):
         self.channel = self.log_path.with_suffix(".received")
         self.keep_in_memory = keep_in_memory
 
-    def start(self, timeout: float = 30.0) -> RecordingInstance:
+    def command(self) -> list[str]:
+        return [
+            sys.executable, "-m", "tests.reliability.recording_instance", self.framework,
+            "--store", self.store, "--secret", self.secret, "--ttl", str(self.ttl), "--port", "0",
+        ]
+
+    def environment(self) -> dict[str, str]:
         env = dict(os.environ, SKYHOOKS_SIDE_CHANNEL=str(self.channel))
         if not self.keep_in_memory:
             env["SKYHOOKS_SIDE_CHANNEL_ONLY"] = "1"
-        self._log = open(self.log_path, "w")  # noqa: SIM115 - lives as long as the process
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.reliability.recording_instance", self.framework,
-             "--store", self.store, "--secret", self.secret, "--ttl", str(self.ttl), "--port", "0"],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=self._log, text=True, env=env,
-        )
-        assert self.process.stdout is not None
-        deadline = time.monotonic() + timeout
-        line = ""
-        while time.monotonic() < deadline:
-            line = self.process.stdout.readline()
-            if line.startswith("LISTENING ") or not line:
-                break
-        if not line.startswith("LISTENING "):
-            self.kill()
-            raise RuntimeError(f"{self.framework} instance did not start:\n{self.log()}")
-        self.port = int(line.split()[1])
-        return self
+        return env
 
     @property
     def pid(self) -> int:
