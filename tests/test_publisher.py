@@ -202,3 +202,21 @@ def test_notify_many_refuses_bad_input_before_anything(publisher):
         publisher.notify_many([({"account_id": 1}, 1), ({"bad key": 1}, 2)])
     with pytest.raises(ValueError, match="nothing to publish"):
         publisher.notify_many([])
+
+
+def test_notify_many_splits_batches_a_receiver_would_refuse(publisher, store):
+    from skyhooks.core.protocol import MAX_BATCH
+
+    with Receiver() as r:
+        store.add(r.url, {T42}, ttl=60)
+        reports = publisher.notify_many([({"account_id": 42}, i) for i in range(2 * MAX_BATCH + 5)])
+        assert all(report.delivered == {r.url} for report in reports)
+        sizes = sorted(len(json.loads(req["body"])["messages"]) for req in r.requests)
+        assert sizes == [5, MAX_BATCH, MAX_BATCH]
+    with Receiver() as big:
+        store.add(big.url, {T42}, ttl=60)
+        blob = "x" * 300_000  # three of these exceed what one request should carry
+        reports = publisher.notify_many([({"account_id": 42}, blob)] * 3)
+        assert all(report.delivered >= {big.url} for report in reports)
+        assert all(len(req["body"]) < 1024 * 1024 for req in big.requests)
+        assert big.count >= 2

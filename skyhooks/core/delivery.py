@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from .errors import TransportError
 from .keys import Topic
-from .protocol import EncodedMessage, OutgoingMessage, Signer, parse_reply
+from .protocol import MAX_BATCH, EncodedMessage, OutgoingMessage, Signer, parse_reply
 from .values import DeliveryReport
 
 __all__ = [
@@ -268,47 +268,56 @@ def notify_flow(
             singles[indexes[0]] = signer.sign(messages[indexes[0]])
         return singles[indexes[0]]
 
-    sendable = [url for url in routes if url not in refused]
+    # One POST per URL, unless its messages would make a batch too big for a receiver.
+    posts = [(url, part) for url in routes if url not in refused for part in _batches(routes[url], messages)]
     outcomes: list[DeliveryOutcome] = []
-    if sendable:
-        outcomes = yield Gather(
-            [deliver(url, request_for(routes[url]), policy) for url in sendable], concurrency
-        )
-    by_url = {o.url: o for o in outcomes}
-    counts = {o.url: _counts(o, len(routes[o.url])) for o in outcomes if o.delivered}
+    if posts:
+        outcomes = yield Gather([deliver(url, request_for(part), policy) for url, part in posts], concurrency)
+    # per (url, message index): the outcome of the POST that carried it, and its count
+    carried: dict[tuple[str, int], tuple[DeliveryOutcome, int | None]] = {}
+    for (url, part), outcome in zip(posts, outcomes, strict=True):
+        counts = _counts(outcome, len(part)) if outcome.delivered else [0] * len(part)
+        carried.update(((url, i), (outcome, n)) for i, n in zip(part, counts, strict=True))
 
     pruned = set()
-    for outcome in outcomes:
-        url = outcome.url
-        if outcome.gone:
+    for url in {o.url for o in outcomes if o.gone}:
+        try:
+            yield Call(store.remove_url, (url,))
+        except Exception as exc:
+            log.warning("could not prune dead %s: %s", url, exc)
+        else:
+            log.info("pruned %s: %s", url, next(o.reason for o in outcomes if o.url == url and o.gone))
+            pruned.add(url)
+    for url in {o.url for o in outcomes if o.delivered} - pruned:
+        taken = [
+            (messages[i].topics, carried[url, i][1]) for i in routes[url] if carried[url, i][0].delivered
+        ]
+        unused = _unused_topics(targets[url], taken)
+        if unused:
+            # The instance has no callback for these topics any more (it missed an
+            # unregister write, say): stop sending it this traffic.
             try:
-                yield Call(store.remove_url, (url,))
+                yield Call(store.remove, (url, unused))
             except Exception as exc:
-                log.warning("could not prune dead %s: %s", url, exc)
+                log.warning("could not drop %s's unused topics: %s", url, exc)
             else:
-                log.info("pruned %s: %s", url, outcome.reason)
-                pruned.add(url)
-        elif outcome.delivered:
-            unused = _unused_topics(targets[url], [messages[i].topics for i in routes[url]], counts[url])
-            if unused:
-                # The instance has no callback for these topics any more (it missed an
-                # unregister write, say): stop sending it this traffic.
-                try:
-                    yield Call(store.remove, (url, unused))
-                except Exception as exc:
-                    log.warning("could not drop %s's unused topics: %s", url, exc)
-                else:
-                    log.info("dropped topics %s of %s: nobody listens there", _names(unused), url)
+                log.info("dropped topics %s of %s: nobody listens there", _names(unused), url)
 
     reports = []
     for index, message in enumerate(messages):
         urls = [url for url, indexes in routes.items() if index in indexes]
         failed = {url: refused[url] for url in urls if url in refused}
-        failed.update(
-            (url, by_url[url].reason) for url in urls if url in by_url and not by_url[url].delivered
-        )
-        delivered = [url for url in urls if url in counts]
-        notified = sum(counts[url][routes[url].index(index)] or 0 for url in delivered)
+        delivered = []
+        notified = 0
+        for url in urls:
+            if (url, index) not in carried:
+                continue
+            outcome, count = carried[url, index]
+            if outcome.delivered:
+                delivered.append(url)
+                notified += count or 0
+            else:
+                failed[url] = outcome.reason
         reports.append(
             DeliveryReport(
                 message_id=message.id,
@@ -322,6 +331,28 @@ def notify_flow(
     return reports
 
 
+#: A batch stays under this many bytes, well inside a receiver's default 1 MiB limit.
+BATCH_BYTES = 512 * 1024
+
+
+def _batches(indexes: list[int], messages: Sequence[EncodedMessage]) -> list[list[int]]:
+    """Split one URL's messages into batches of at most MAX_BATCH messages and
+    about BATCH_BYTES; a message bigger than that travels alone."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    size = 0
+    for i in indexes:
+        weight = len(messages[i].fields) + len(messages[i].id) + 16
+        if current and (len(current) >= MAX_BATCH or size + weight > BATCH_BYTES):
+            batches.append(current)
+            current, size = [], 0
+        current.append(i)
+        size += weight
+    if current:
+        batches.append(current)
+    return batches
+
+
 def _counts(outcome: DeliveryOutcome, sent: int) -> list[int | None]:
     """Callbacks run per message sent to one URL; None for a duplicate."""
     if sent == 1:
@@ -332,12 +363,12 @@ def _counts(outcome: DeliveryOutcome, sent: int) -> list[int | None]:
 
 
 def _unused_topics(
-    subscribed: frozenset[Topic], sent: list[frozenset[Topic]], counts: list[int | None]
+    subscribed: frozenset[Topic], taken: list[tuple[frozenset[Topic], int | None]]
 ) -> frozenset[Topic]:
     """The URL's topics that only carried messages nobody took (count 0, not duplicates)."""
     idle: set[Topic] = set()
     used: set[Topic] = set()
-    for topics, count in zip(sent, counts, strict=True):
+    for topics, count in taken:
         (idle if count == 0 else used).update(topics & subscribed)
     return frozenset(idle - used)
 
