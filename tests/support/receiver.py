@@ -10,6 +10,7 @@ It records every request (headers and body) it got.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -78,11 +79,16 @@ class Receiver:
             return len(self.requests)
 
 
-def refused_url() -> str:
-    """A URL on 127.0.0.1 where nothing listens (connection refused)."""
-    import socket
+_held: list[socket.socket] = []
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/hook"
+
+def refused_url() -> str:
+    """A URL on 127.0.0.1 where nothing listens (connection refused).
+
+    The port stays bound (but not listening) for the rest of the test run, so
+    no server started meanwhile can take it and answer instead.
+    """
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    _held.append(sock)
+    return f"http://127.0.0.1:{sock.getsockname()[1]}/hook"
