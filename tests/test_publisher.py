@@ -220,3 +220,27 @@ def test_notify_many_splits_batches_a_receiver_would_refuse(publisher, store):
         assert all(report.delivered >= {big.url} for report in reports)
         assert all(len(req["body"]) < 1024 * 1024 for req in big.requests)
         assert big.count >= 2
+
+
+def test_lookup_cache_is_opt_in_and_forgets_on_prune(store, secret):
+    with Receiver() as first, Receiver() as second:
+        store.add(first.url, {T42}, ttl=60)
+        with Publisher(store, secret, retry=FAST) as uncached:
+            uncached.notify({"account_id": 42}, 1)
+            store.add(second.url, {T42}, ttl=60)
+            assert uncached.notify({"account_id": 42}, 2).urls == {first.url, second.url}  # seen at once
+        store.remove_url(second.url)
+        with Publisher(store, secret, retry=FAST, lookup_cache=30) as cached:
+            assert cached.notify({"account_id": 42}, 3).urls == {first.url}
+            store.add(second.url, {T42}, ttl=60)
+            # the documented trade-off: a listener newer than the cached answer waits for it to expire
+            assert cached.notify({"account_id": 42}, 4).urls == {first.url}
+            dead = refused_url()
+            store.add(dead, {T42}, ttl=60)
+            cached._targets._forget()  # as if the TTL had passed
+            report = cached.notify({"account_id": 42}, 5)
+            assert report.pruned == {dead}
+            # pruning forgot the cache: the next message looks up afresh and skips the dead URL
+            assert cached.notify({"account_id": 42}, 6).urls == {first.url, second.url}
+    with pytest.raises(ValueError, match="lookup_cache"):
+        Publisher(store, secret, lookup_cache=-1)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import abc
 import functools
-from collections.abc import Callable, Iterable, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from .delivery import Call, Effect, Flow, Gather, RetryPolicy, Send, Sleep, notify_flow, run_sync
-from .keys import Keys
+from .keys import Keys, Topic
 from .protocol import Signer
 from .stores import open_store
 from .urls import UrlPolicy
@@ -37,10 +39,16 @@ class BasePublisher(abc.ABC):
         retry: RetryPolicy | None = None,
         concurrency: int = 32,
         url_policy: UrlPolicy | None = None,
+        lookup_cache: float = 0.0,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if lookup_cache < 0:
+            raise ValueError("lookup_cache is a number of seconds, 0 to look up every message")
         self.store = open_store(store)
+        # Off by default: a cached lookup does not see a listener that registered
+        # within the last `lookup_cache` seconds, which a caller may have awaited.
+        self._targets: Any = _LookupCache(self.store, lookup_cache) if lookup_cache else self.store
         # A store opened here from a URL is ours to close; one handed in is not.
         self._owns_store = isinstance(store, str)
         self.retry = retry or RetryPolicy()
@@ -57,7 +65,7 @@ class BasePublisher(abc.ABC):
         encoded = [self._signer.encode(keys, data) for keys, data in messages]
         if not encoded:
             raise ValueError("nothing to publish: give at least one (keys, data) pair")
-        return notify_flow(self.store, encoded, self._signer, self.retry, self.concurrency, self._refusal)
+        return notify_flow(self._targets, encoded, self._signer, self.retry, self.concurrency, self._refusal)
 
     def _perform(self, effect: Effect) -> Any:
         """Route one effect to the hook that performs it."""
@@ -92,6 +100,46 @@ class BasePublisher(abc.ABC):
     @abc.abstractmethod
     def _sleep(self, seconds: float) -> Any:
         """Wait without blocking the loop."""
+
+
+class _LookupCache:
+    """The store's ``lookup`` remembered for *ttl* seconds per set of topics.
+
+    For publishers that send many messages to the same keys (a task's progress
+    steps): one store query serves them all. Pruning goes through to the store
+    and forgets every cached answer, so a dead URL is never targeted again from
+    the cache. Thread-safe.
+    """
+
+    def __init__(self, store: Any, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._store, self._ttl, self._clock = store, ttl, clock
+        self._answers: dict[frozenset[Topic], tuple[float, Mapping[str, frozenset[Topic]]]] = {}
+        self._lock = threading.Lock()
+
+    def lookup(self, topics: frozenset[Topic]) -> Mapping[str, frozenset[Topic]]:
+        now = self._clock()
+        with self._lock:
+            cached = self._answers.get(topics)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        answer = self._store.lookup(topics)
+        with self._lock:
+            if len(self._answers) > 10_000:  # bounded: forget everything rather than grow
+                self._answers.clear()
+            self._answers[topics] = (now + self._ttl, answer)
+        return answer  # type: ignore[no-any-return]
+
+    def remove_url(self, url: str) -> int:
+        self._forget()
+        return self._store.remove_url(url)  # type: ignore[no-any-return]
+
+    def remove(self, url: str, topics: Iterable[Topic]) -> None:
+        self._forget()
+        self._store.remove(url, topics)
+
+    def _forget(self) -> None:
+        with self._lock:
+            self._answers.clear()
 
 
 class SyncPublisher(BasePublisher):
