@@ -90,6 +90,25 @@ def retry_policy(spec: dict[str, Any] | None) -> RetryPolicy | None:
     return RetryPolicy(**spec) if spec else None
 
 
+class Publishers:
+    """One publisher of the adapter under test per distinct ``retry`` spec of
+    ``/control/notify``, made on first use: ``publishers.get(spec)``."""
+
+    def __init__(self, publisher_class: Any, store: Any, secret: str) -> None:
+        self._make = lambda spec: publisher_class(store, secret, retry=retry_policy(spec))
+        self._made: dict[str, Any] = {}
+
+    def get(self, spec: dict[str, Any] | None) -> Any:
+        key = json.dumps(spec, sort_keys=True)
+        if key not in self._made:
+            self._made[key] = self._make(spec)
+        return self._made[key]
+
+    def values(self) -> list[Any]:
+        """Every publisher made so far (to close them at exit)."""
+        return list(self._made.values())
+
+
 def report_json(report: Any) -> bytes:
     return json.dumps(report.as_dict()).encode()
 

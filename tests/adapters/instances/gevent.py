@@ -17,13 +17,13 @@ from skyhooks import Message, SkyhooksError, open_store  # noqa: E402
 from skyhooks.gevent import Publisher, Registry, WebhookApp, WSGIServer  # noqa: E402
 
 from .common import (  # noqa: E402
+    Publishers,
     Recorder,
     announce,
     error_json,
     ok_json,
     parse_args,
     report_json,
-    retry_policy,
     topics_json,
 )
 
@@ -42,14 +42,9 @@ class Instance:
     def __init__(self, store: Any, secret: str, registry: Registry) -> None:
         self.store, self.secret, self.registry = store, secret, registry
         self.recorder = Recorder()
-        self.publishers: dict[str, Publisher] = {}
+        self.publishers = Publishers(Publisher, store, secret)
         self.webhook = WebhookApp(registry)
 
-    def publisher(self, spec: dict[str, Any] | None) -> Publisher:
-        key = json.dumps(spec, sort_keys=True)
-        if key not in self.publishers:
-            self.publishers[key] = Publisher(store=self.store, secret=self.secret, retry=retry_policy(spec))
-        return self.publishers[key]
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ["PATH_INFO"]
@@ -84,7 +79,8 @@ class Instance:
             return ok_json()
         if action == "notify":
             try:
-                report = self.publisher(request.get("retry")).notify(request["keys"], request.get("data"))
+                publisher = self.publishers.get(request.get("retry"))
+                report = publisher.notify(request["keys"], request.get("data"))
             except SkyhooksError as exc:
                 return error_json(exc)
             return report_json(report)

@@ -17,13 +17,13 @@ from skyhooks import Message, SkyhooksError, open_store
 from skyhooks.tornado import Publisher, Registry, WebhookHandler
 
 from .common import (
+    Publishers,
     Recorder,
     announce,
     error_json,
     ok_json,
     parse_args,
     report_json,
-    retry_policy,
     topics_json,
 )
 
@@ -40,13 +40,8 @@ class Instance:
     def __init__(self, store: Any, secret: str, registry: Registry) -> None:
         self.store, self.secret, self.registry = store, secret, registry
         self.recorder = Recorder()
-        self.publishers: dict[str, Publisher] = {}
+        self.publishers = Publishers(Publisher, store, secret)
 
-    def publisher(self, spec: dict[str, Any] | None) -> Publisher:
-        key = json.dumps(spec, sort_keys=True)
-        if key not in self.publishers:
-            self.publishers[key] = Publisher(store=self.store, secret=self.secret, retry=retry_policy(spec))
-        return self.publishers[key]
 
 
 class ControlHandler(RequestHandler):
@@ -91,7 +86,7 @@ class ControlHandler(RequestHandler):
             recorder.reset()
             return ok_json()
         if action == "notify":
-            publisher = instance.publisher(request.get("retry"))
+            publisher = instance.publishers.get(request.get("retry"))
             try:
                 return report_json(await publisher.notify(request["keys"], request.get("data")))
             except SkyhooksError as exc:

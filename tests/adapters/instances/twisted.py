@@ -19,13 +19,13 @@ from skyhooks import Message, open_store
 from skyhooks.twisted import Publisher, Registry, WebhookRequest, WebhookResource
 
 from .common import (
+    Publishers,
     Recorder,
     announce,
     error_json,
     ok_json,
     parse_args,
     report_json,
-    retry_policy,
     topics_json,
 )
 
@@ -46,7 +46,7 @@ class Control(Resource):
     def __init__(self, registry: Registry, store: Any, secret: str, recorder: Recorder) -> None:
         super().__init__()
         self.registry, self.store, self.secret, self.recorder = registry, store, secret, recorder
-        self.publishers: dict[str, Publisher] = {}
+        self.publishers = Publishers(Publisher, store, secret)
 
     def render_GET(self, request: Request) -> bytes:
         route = b"/".join(request.postpath)
@@ -105,11 +105,8 @@ class Control(Resource):
         return ok_json()
 
     async def post_notify(self, body: dict[str, Any]) -> bytes:
-        spec = json.dumps(body.get("retry"), sort_keys=True)
-        if spec not in self.publishers:
-            self.publishers[spec] = Publisher(self.store, self.secret, retry=retry_policy(body.get("retry")))
         try:
-            report = await self.publishers[spec].notify(body["keys"], body.get("data"))
+            report = await self.publishers.get(body.get("retry")).notify(body["keys"], body.get("data"))
         except Exception as exc:  # the suite checks what the error says
             return error_json(exc)
         return report_json(report)
