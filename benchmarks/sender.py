@@ -73,7 +73,7 @@ def make_sender(kind: str, plan: dict[str, Any]) -> tuple[Callable[..., Any], Ca
             from skyhooks.tornado import Publisher
         else:
             from skyhooks.twisted import Publisher
-        publisher = Publisher(plan["store"], plan["secret"])
+        publisher = Publisher(plan["store"], plan["secret"], **plan.get("options", {}))
         if batch > 1:
             if not hasattr(publisher, "notify_many"):
                 raise SystemExit(f"{kind} publisher has no notify_many yet")

@@ -16,12 +16,15 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import TransportError
 from .keys import Topic
 from .protocol import MAX_BATCH, EncodedMessage, OutgoingMessage, Signer, parse_reply
 from .values import DeliveryReport
+
+if TYPE_CHECKING:
+    from .lanes import Lanes
 
 __all__ = [
     "Call",
@@ -33,6 +36,7 @@ __all__ = [
     "RetryPolicy",
     "Send",
     "Sleep",
+    "Wait",
     "deliver",
     "notify_flow",
     "run_async",
@@ -68,10 +72,15 @@ class Sleep:
 @dataclass(frozen=True)
 class Call:
     """Run the blocking ``fn(*args)`` (a store call) off the event loop; the
-    result is its return value, or its exception thrown back into the flow."""
+    result is its return value, or its exception thrown back into the flow.
+
+    ``nowait``, if given, answers the same without ever waiting, or raises
+    :class:`~skyhooks.core.errors.WouldBlock`: an event loop may try it in
+    place before handing ``fn`` to a thread."""
 
     fn: Callable[..., Any]
     args: tuple[Any, ...] = ()
+    nowait: Callable[..., Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -83,7 +92,15 @@ class Gather:
     limit: int
 
 
-Effect = Send | Sleep | Call | Gather
+@dataclass(frozen=True)
+class Wait:
+    """Wait until *waiter* (made by the publisher's ``_new_waiter``) is resolved;
+    the result is the value it was resolved with. Used by coalescing lanes."""
+
+    waiter: Any
+
+
+Effect = Send | Sleep | Call | Gather | Wait
 Flow = Generator[Effect, Any, T]
 
 
@@ -110,6 +127,9 @@ def run_sync(flow: Flow[T], perform: Callable[[Effect], Any]) -> T:
             value, error = perform(effect), None
         except Exception as exc:
             value, error = None, exc
+        except BaseException:
+            flow.close()  # runs the flow's cleanups now (lanes hand on their work)
+            raise
 
 
 async def run_async(flow: Flow[T], perform: Callable[[Effect], Awaitable[Any]]) -> T:
@@ -126,6 +146,9 @@ async def run_async(flow: Flow[T], perform: Callable[[Effect], Awaitable[Any]]) 
             value, error = await perform(effect), None
         except Exception as exc:
             value, error = None, exc
+        except BaseException:  # cancelled: let the flow clean up before we go
+            flow.close()
+            raise
 
 
 # -- the retry policy ------------------------------------------------------------
@@ -243,41 +266,53 @@ def notify_flow(
     policy: RetryPolicy,
     concurrency: int,
     url_filter: Callable[[str], str | None] | None = None,
+    lanes: Lanes | None = None,
 ) -> Flow[list[DeliveryReport]]:
     """Look up, fan out, prune, report: one report per message, in order.
 
     One store lookup serves all *messages*; each URL gets one POST: the
     message itself (wire v1) when only one is addressed to it, else a batch.
+    With *lanes*, a URL that already has its fill of POSTs in flight gets the
+    messages with the next batch instead (see :mod:`skyhooks.core.lanes`).
     A store that cannot be read raises :class:`StoreError` out of the flow
     before anything is sent. Pruning failures are logged, and the URL is then
     simply not reported as pruned: the delivery outcome stands either way.
     ``url_filter(url)`` may refuse a URL by returning a reason.
     """
     wanted = frozenset().union(*(m.topics for m in messages))
-    targets: Mapping[str, frozenset[Topic]] = yield Call(store.lookup, (wanted,))
+    targets: Mapping[str, frozenset[Topic]] = yield Call(
+        store.lookup, (wanted,), getattr(store, "lookup_nowait", None)
+    )
     routes: dict[str, list[int]] = {}  # url -> indexes of the messages it gets
     for url, matched in targets.items():
         routes[url] = [i for i, m in enumerate(messages) if m.topics & matched]
     refused = {url: reason for url in routes if (reason := url_filter(url) if url_filter else None)}
-    singles: dict[int, OutgoingMessage] = {}
+    singles: dict[str, OutgoingMessage] = {}
 
-    def request_for(indexes: list[int]) -> OutgoingMessage:
-        if len(indexes) > 1:
-            return signer.build_batch([messages[i] for i in indexes])
-        if indexes[0] not in singles:  # one signature per message, however many URLs get it
-            singles[indexes[0]] = signer.sign(messages[indexes[0]])
-        return singles[indexes[0]]
+    def request_for(carried: Sequence[EncodedMessage]) -> OutgoingMessage:
+        if len(carried) > 1:
+            return signer.build_batch(carried)
+        one = carried[0]
+        if one.id not in singles:  # one signature per message, however many URLs get it
+            singles[one.id] = signer.sign(one)
+        return singles[one.id]
 
     # One POST per URL, unless its messages would make a batch too big for a receiver.
     posts = [(url, part) for url in routes if url not in refused for part in _batches(routes[url], messages)]
-    outcomes: list[DeliveryOutcome] = []
-    if posts:
-        outcomes = yield Gather([deliver(url, request_for(part), policy) for url, part in posts], concurrency)
+    flows = [
+        lanes.deliver(url, [messages[i] for i in part], request_for, policy)
+        if lanes is not None
+        else _alone(url, request_for([messages[i] for i in part]), policy, len(part))
+        for url, part in posts
+    ]
+    results: list[list[tuple[DeliveryOutcome, int | None]]] = (
+        (yield Gather(flows, concurrency)) if flows else []
+    )
     # per (url, message index): the outcome of the POST that carried it, and its count
     carried: dict[tuple[str, int], tuple[DeliveryOutcome, int | None]] = {}
-    for (url, part), outcome in zip(posts, outcomes, strict=True):
-        counts = _counts(outcome, len(part)) if outcome.delivered else [0] * len(part)
-        carried.update(((url, i), (outcome, n)) for i, n in zip(part, counts, strict=True))
+    for (url, part), result in zip(posts, results, strict=True):
+        carried.update(((url, i), got) for i, got in zip(part, result, strict=True))
+    outcomes = list({id(o): o for o, _ in carried.values()}.values())
 
     pruned = set()
     for url in {o.url for o in outcomes if o.gone}:
@@ -335,6 +370,11 @@ def notify_flow(
 BATCH_BYTES = 512 * 1024
 
 
+def weight(messages: Iterable[EncodedMessage]) -> int:
+    """About how many bytes *messages* take in a batch."""
+    return sum(len(m.fields) + len(m.id) + 16 for m in messages)
+
+
 def _batches(indexes: list[int], messages: Sequence[EncodedMessage]) -> list[list[int]]:
     """Split one URL's messages into batches of at most MAX_BATCH messages and
     about BATCH_BYTES; a message bigger than that travels alone."""
@@ -342,18 +382,26 @@ def _batches(indexes: list[int], messages: Sequence[EncodedMessage]) -> list[lis
     current: list[int] = []
     size = 0
     for i in indexes:
-        weight = len(messages[i].fields) + len(messages[i].id) + 16
-        if current and (len(current) >= MAX_BATCH or size + weight > BATCH_BYTES):
+        more = weight((messages[i],))
+        if current and (len(current) >= MAX_BATCH or size + more > BATCH_BYTES):
             batches.append(current)
             current, size = [], 0
         current.append(i)
-        size += weight
+        size += more
     if current:
         batches.append(current)
     return batches
 
 
-def _counts(outcome: DeliveryOutcome, sent: int) -> list[int | None]:
+def _alone(
+    url: str, request: OutgoingMessage, policy: RetryPolicy, sent: int
+) -> Flow[list[tuple[DeliveryOutcome, int | None]]]:
+    """One POST of its own (no lanes): per message, the outcome and its count."""
+    outcome = yield from deliver(url, request, policy)
+    return [(outcome, n) for n in (counts_of(outcome, sent) if outcome.delivered else [0] * sent)]
+
+
+def counts_of(outcome: DeliveryOutcome, sent: int) -> list[int | None]:
     """Callbacks run per message sent to one URL; None for a duplicate."""
     if sent == 1:
         return [None if outcome.duplicate else outcome.notified]

@@ -25,6 +25,7 @@ __all__ = [
     "TransportError",
     "Unauthorized",
     "UnsupportedMediaType",
+    "WouldBlock",
     "map_exceptions",
 ]
 
@@ -51,6 +52,15 @@ class StoreError(SkyhooksError):
 
     ``Publisher.notify`` raises it before sending anything, so a caller (a Celery
     task, say) can retry the whole notification.
+    """
+
+
+class WouldBlock(StoreError):
+    """A store's ``lookup_nowait`` could only answer by waiting (for a lock, say).
+
+    Event-loop publishers try ``lookup_nowait`` on the loop first, because a
+    thread hand-off costs more than a fast local read, and fall back to
+    ``lookup`` in a worker thread when this is raised.
     """
 
 

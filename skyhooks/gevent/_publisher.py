@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import gevent
+from gevent.event import AsyncResult
 from gevent.pool import Pool
 from geventhttpclient import HTTPClient
 from geventhttpclient.response import HTTPConnectionClosed, HTTPParseError
@@ -48,11 +49,23 @@ class Publisher(SyncPublisher):
     def _map(self, fn: Callable[[Any], Any], items: Sequence[Any], limit: int) -> list[Any]:
         return list(Pool(limit).map(fn, items))
 
+    # A SQLite read on the hub beats a round trip through gevent's thread pool.
+    _reads_inline = True
+
     def _call(self, fn: Callable[..., T], *args: Any) -> T:
         return self._call_store(lambda: fn(*args))  # type: ignore[no-any-return]
 
     def _sleep(self, seconds: float) -> None:
         gevent.sleep(seconds)
+
+    def _new_waiter(self) -> tuple[AsyncResult, Callable[[Any], None]]:
+        # Not the threading future of SyncPublisher: this must not block the hub
+        # even when threading is not monkey-patched.
+        waiter = AsyncResult()
+        return waiter, waiter.set
+
+    def _wait(self, waiter: AsyncResult) -> Any:
+        return waiter.get()
 
     def _client(self, url: str) -> tuple[HTTPClient, str]:
         origin, path = _target(url)

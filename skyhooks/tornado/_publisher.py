@@ -72,8 +72,22 @@ class Publisher(BasePublisher):
     def _call(self, fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
         return IOLoop.current().run_in_executor(self._executor, fn, *args)
 
+    def _done(self, value: Any) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future.set_result(value)
+        return future
+
     def _sleep(self, seconds: float) -> Awaitable[None]:
         return asyncio.sleep(seconds)
+
+    def _new_waiter(self) -> tuple[asyncio.Future[Any], Callable[[Any], None]]:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def resolve(value: Any) -> None:
+            if not future.done():  # a cancelled caller's future stays cancelled
+                future.set_result(value)
+
+        return future, resolve
 
     async def _gather(self, gather: Gather) -> list[Any]:
         results: list[Any] = [None] * len(gather.flows)

@@ -107,8 +107,22 @@ class Publisher(BasePublisher):
         pool = self._threadpool or self._reactor.getThreadPool()
         return deferToThreadPool(self._reactor, pool, fn, *args)
 
+    def _done(self, value: Any) -> Deferred[Any]:
+        return succeed(value)
+
     def _sleep(self, seconds: float) -> Deferred[None]:
         return deferLater(self._reactor, seconds, lambda: None)
+
+    def _new_waiter(self) -> tuple[Deferred[Any], Callable[[Any], None]]:
+        waiter: Deferred[Any] = Deferred()
+
+        def fire(value: Any) -> None:
+            if not waiter.called:  # a cancelled caller's Deferred has fired already
+                waiter.callback(value)
+
+        # On the next reactor turn, not inside the caller's stack: the waiting flow
+        # resumes (and may send a batch) without nesting in the flow that resolved it.
+        return waiter, lambda value: self._reactor.callLater(0, fire, value)
 
     def _run(self, flow: Flow[Any]) -> Deferred[Any]:
         return Deferred.fromCoroutine(run_async(flow, self._perform))

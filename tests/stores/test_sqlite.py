@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import sqlite3
 import threading
+import time
 
 import pytest
 
@@ -109,3 +110,30 @@ def test_a_removed_and_recreated_file_is_followed(sqlite_url):
     assert other.lookup({Topic("a", "1")}) == {"http://127.0.0.1:1/h": frozenset({Topic("a", "1")})}
     store.close()
     other.close()
+
+
+def test_lookup_nowait_never_waits_for_a_lock(sqlite_url):
+    """Event-loop publishers read in place with lookup_nowait; a lock makes it
+    raise WouldBlock at once (they then read in a thread), never wait."""
+    from skyhooks.core.errors import WouldBlock
+
+    store = open_store(sqlite_url)
+    topic = Topic("a", "1")
+    store.add("http://127.0.0.1:1/h", {topic}, ttl=10)
+    assert store.lookup_nowait({topic}) == {"http://127.0.0.1:1/h": frozenset({topic})}
+    store.close()  # (the lock below can only be taken with no other connection open)
+    # An exclusive-mode writer is the one thing that shuts WAL readers out.
+    holder = sqlite3.connect(sqlite_url[len("sqlite:///") :], isolation_level=None)
+    holder.execute("PRAGMA locking_mode = EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("DELETE FROM skyhooks_subscriptions WHERE url = 'nobody'")
+    holder.execute("COMMIT")  # exclusive mode keeps the lock after the commit
+    try:
+        started = time.monotonic()
+        with pytest.raises(WouldBlock):
+            store.lookup_nowait({topic})
+        assert time.monotonic() - started < 0.5
+    finally:
+        holder.close()
+    assert store.lookup_nowait({topic}) == {"http://127.0.0.1:1/h": frozenset({topic})}
+    store.close()

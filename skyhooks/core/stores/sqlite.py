@@ -20,7 +20,7 @@ from contextlib import contextmanager
 
 from zope.interface import implementer
 
-from ..errors import ConfigurationError, StoreError, map_exceptions
+from ..errors import ConfigurationError, StoreError, WouldBlock, map_exceptions
 from ..interfaces import IHookStore
 from ..keys import Topic
 from ..values import Subscription
@@ -43,6 +43,9 @@ _UPSERT = (
     "INSERT INTO skyhooks_subscriptions (name, value, url, expires_at) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (name, value, url) DO UPDATE SET expires_at = excluded.expires_at"
 )
+
+#: SQLITE_BUSY, SQLITE_LOCKED (primary result codes): a lock held elsewhere.
+_BUSY_CODES = (5, 6)
 
 _ERRORS: dict[type[BaseException], type[StoreError]] = {sqlite3.Error: StoreError}
 
@@ -79,29 +82,34 @@ class SQLiteStore:
 
     # -- connections -----------------------------------------------------
 
-    def _connection(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None and self._local.pid == os.getpid() and self._local.file == self._file_identity():
-            return conn
-        if conn is not None:
+    def _connection(self, nowait: bool = False) -> sqlite3.Connection:
+        """This thread's connection; with *nowait*, a second one that never waits
+        for a lock (busy_timeout 0), for :meth:`lookup_nowait`."""
+        kind = "nowait" if nowait else "conn"
+        held: tuple[sqlite3.Connection, int, tuple[int, int] | None] | None = getattr(self._local, kind, None)
+        if held is not None:
+            conn, pid, file = held
+            if pid == os.getpid() and file == self._file_identity():
+                return conn
             # The file was removed or replaced (or we were forked): a connection
             # to the old inode would write where nobody reads. Start afresh.
-            self._forget(conn)
+            self._forget(kind)
+        timeout = 0.0 if nowait else self._busy_timeout
         with map_exceptions(_ERRORS, f"opening sqlite store {self.path!r}"):
             # isolation_level=None: we issue BEGIN ourselves, so reads run in
             # autocommit and never hold a lock between calls.
-            conn = sqlite3.connect(
-                self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
-            )
-            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
-            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")  # durable enough under WAL, far faster
-            # On every new connection, not once per store: the file may be a new one.
-            conn.executescript(_SCHEMA)
-        self._local.conn = conn
-        self._local.pid = os.getpid()
-        self._local.file = self._file_identity()
+            conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+                if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")  # durable enough under WAL, far faster
+                # On every new connection, not once per store: the file may be a new one.
+                conn.executescript(_SCHEMA)
+            except BaseException:
+                conn.close()
+                raise
+        setattr(self._local, kind, (conn, os.getpid(), self._file_identity()))
         with self._lock:
             self._connections.append(conn)
         return conn
@@ -113,13 +121,14 @@ class SQLiteStore:
             return None
         return info.st_dev, info.st_ino
 
-    def _forget(self, conn: sqlite3.Connection) -> None:
+    def _forget(self, kind: str) -> None:
+        conn, pid, _ = getattr(self._local, kind)
         with self._lock:
             if conn in self._connections:
                 self._connections.remove(conn)
-        if self._local.pid == os.getpid():  # never close a parent's connection in a child
+        if pid == os.getpid():  # never close a parent's connection in a child
             conn.close()
-        self._local.conn = None
+        setattr(self._local, kind, None)
 
     @contextmanager
     def _write(self, what: str) -> Iterator[sqlite3.Connection]:
@@ -166,18 +175,38 @@ class SQLiteStore:
             conn.execute("DELETE FROM skyhooks_subscriptions WHERE url = ? AND expires_at = -1", (url,))
 
     def lookup(self, topics: Iterable[Topic]) -> dict[str, frozenset[Topic]]:
-        now = self._clock()
-        conn = self._connection()
-        found: dict[str, set[Topic]] = {}
         with map_exceptions(_ERRORS, "sqlite store lookup"):
-            # One indexed query per topic: messages name few keys, and each query
-            # is a range scan on the primary key, whatever the table's size.
-            for topic in topics:
-                for (url,) in conn.execute(
-                    "SELECT url FROM skyhooks_subscriptions WHERE name = ? AND value = ? AND expires_at > ?",
-                    (topic.name, topic.value, now),
-                ):
-                    found.setdefault(url, set()).add(topic)
+            return self._lookup(self._connection(), topics)
+
+    def lookup_nowait(self, topics: Iterable[Topic]) -> dict[str, frozenset[Topic]]:
+        """:meth:`lookup`, or :class:`WouldBlock` where that would wait for a lock.
+
+        A WAL reader almost never waits (not for writers, only for recovery or
+        an exclusive lock), and a lookup takes 10-20 us: cheaper on an event
+        loop than a hand-off to a thread, so event-loop publishers try this
+        first and call :meth:`lookup` in a thread only on WouldBlock.
+        """
+        try:
+            return self._lookup(self._connection(nowait=True), topics)
+        except (sqlite3.Error, StoreError) as exc:
+            cause = exc.__cause__ if isinstance(exc, StoreError) else exc
+            if getattr(cause, "sqlite_errorcode", 0) & 0xFF in _BUSY_CODES:
+                raise WouldBlock(f"sqlite store lookup: {cause}") from exc
+            if isinstance(exc, StoreError):
+                raise
+            raise StoreError(f"sqlite store lookup: {exc}") from exc
+
+    def _lookup(self, conn: sqlite3.Connection, topics: Iterable[Topic]) -> dict[str, frozenset[Topic]]:
+        now = self._clock()
+        found: dict[str, set[Topic]] = {}
+        # One indexed query per topic: messages name few keys, and each query
+        # is a range scan on the primary key, whatever the table's size.
+        for topic in topics:
+            for (url,) in conn.execute(
+                "SELECT url FROM skyhooks_subscriptions WHERE name = ? AND value = ? AND expires_at > ?",
+                (topic.name, topic.value, now),
+            ):
+                found.setdefault(url, set()).add(topic)
         return {url: frozenset(matched) for url, matched in found.items()}
 
     def purge(self) -> int:

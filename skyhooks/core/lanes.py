@@ -1,0 +1,177 @@
+"""Coalescing: messages for a busy instance travel together in its next POST.
+
+An HTTP request costs an instance's server a few hundred microseconds whatever it
+carries, so one POST per message caps delivery at a few thousand messages a
+second per instance. A publisher therefore keeps at most ``limit`` POSTs in
+flight to each URL (its *lane*); a message for a URL whose lane is full waits in
+the lane's queue, and when a POST finishes, everything queued leaves as one
+batch (the wire's batch extension, see :mod:`skyhooks.core.protocol`). When the
+lane has room a message goes at once, alone, exactly as without coalescing: the
+batching costs no latency at low rates and appears only under load, the way a
+database's group commit does.
+
+The sender of the next batch is one of the waiting callers (it is handed the
+lead), not a background task: there is nothing to start or stop, each
+publisher only supplies a waiter (:meth:`~skyhooks.core.BasePublisher._new_waiter`),
+and the work of sending is spread over the callers that wait for it.
+
+Everything here runs inside delivery flows (see :mod:`skyhooks.core.delivery`),
+so it is shared by every publisher. A lock guards the lanes for the blocking
+publisher's threads; it is never held across a ``yield``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .delivery import BATCH_BYTES, DeliveryOutcome, Flow, RetryPolicy, Wait, counts_of, deliver, weight
+from .protocol import MAX_BATCH, EncodedMessage, OutgoingMessage
+
+__all__ = ["Lanes"]
+
+#: What one caller gets back: per message it handed in, the outcome of the POST
+#: that carried it and the callbacks it ran there (None for a duplicate).
+Results = list[tuple[DeliveryOutcome, "int | None"]]
+
+_LEAD = object()  # a waiter resolved with this sends the next batch
+
+
+@dataclass(eq=False)
+class _Ticket:
+    """One caller's messages for one URL."""
+
+    messages: Sequence[EncodedMessage]
+    resolve: Callable[[Any], None] | None = None
+    #: queued -> lead (handed a batch to send) or done (results delivered)
+    state: str = "queued"
+    batch: list[_Ticket] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class _Lane:
+    sending: int = 0
+    queue: deque[_Ticket] = field(default_factory=deque)
+
+
+class Lanes:
+    """Per-URL lanes of at most *limit* POSTs in flight (see the module docs)."""
+
+    def __init__(self, limit: int, new_waiter: Callable[[], tuple[Any, Callable[[Any], None]]]) -> None:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        self.limit = limit
+        self._new_waiter = new_waiter
+        self._lanes: dict[str, _Lane] = {}
+        self._lock = threading.Lock()
+
+    def deliver(
+        self,
+        url: str,
+        messages: Sequence[EncodedMessage],
+        request_for: Callable[[Sequence[EncodedMessage]], OutgoingMessage],
+        policy: RetryPolicy,
+    ) -> Flow[Results]:
+        """Deliver *messages* to *url*, alone or with others queued for it; never raises
+        (but for the caller's own cancellation)."""
+        ticket = _Ticket(messages)
+        with self._lock:
+            lane = self._lanes.get(url)
+            if lane is None:
+                lane = self._lanes[url] = _Lane()
+            if lane.sending < self.limit:
+                lane.sending += 1
+                ticket.state, ticket.batch = "lead", [ticket]
+            else:
+                waiter, ticket.resolve = self._new_waiter()
+                lane.queue.append(ticket)
+        if ticket.state == "queued":
+            try:
+                answer = yield Wait(waiter)
+            except BaseException:
+                self._abandon(url, lane, ticket)
+                raise
+            if answer is not _LEAD:
+                return answer  # type: ignore[no-any-return]
+        return (yield from self._send(url, lane, ticket, request_for, policy))
+
+    def _send(
+        self,
+        url: str,
+        lane: _Lane,
+        ticket: _Ticket,
+        request_for: Callable[[Sequence[EncodedMessage]], OutgoingMessage],
+        policy: RetryPolicy,
+    ) -> Flow[Results]:
+        batch = ticket.batch
+        messages = [m for t in batch for m in t.messages]
+        try:
+            outcome = yield from deliver(url, request_for(messages), policy)
+        except BaseException:
+            # Our caller is gone mid-POST (cancelled). The others' messages go
+            # again with the next batch: same ids, so an instance that got them
+            # already drops them as duplicates.
+            self._abandon(url, lane, ticket)
+            raise
+        counts = counts_of(outcome, len(messages)) if outcome.delivered else [0] * len(messages)
+        results: list[Results] = []
+        at = 0
+        for member in batch:
+            results.append([(outcome, n) for n in counts[at : at + len(member.messages)]])
+            at += len(member.messages)
+        with self._lock:
+            handoff = self._next_lead(url, lane)
+        for member, result in zip(batch, results, strict=True):
+            if member is not ticket:
+                member.state = "done"
+                assert member.resolve is not None
+                member.resolve(result)
+        if handoff is not None:
+            handoff()
+        return results[batch.index(ticket)]
+
+    def _next_lead(self, url: str, lane: _Lane) -> Callable[[], None] | None:
+        """With the lock held, after a POST or an abandoned lead: hand the queued
+        messages to one of their callers to send, or free the POST's place."""
+        if not lane.queue:
+            lane.sending -= 1
+            if not lane.sending and self._lanes.get(url) is lane:
+                del self._lanes[url]
+            return None
+        batch = [lane.queue.popleft()]
+        size = weight(batch[0].messages)
+        count = len(batch[0].messages)
+        while lane.queue:
+            following = lane.queue[0]
+            more = weight(following.messages)
+            if count + len(following.messages) > MAX_BATCH or size + more > BATCH_BYTES:
+                break
+            batch.append(lane.queue.popleft())
+            size, count = size + more, count + len(following.messages)
+        lead = batch[0]
+        lead.state, lead.batch = "lead", batch
+        resolve = lead.resolve
+        assert resolve is not None
+        return lambda: resolve(_LEAD)
+
+    def _abandon(self, url: str, lane: _Lane, ticket: _Ticket) -> None:
+        """*ticket*'s caller stopped waiting (cancelled, killed): keep the lane moving."""
+        handoff = None
+        with self._lock:
+            if ticket.state == "queued":
+                if ticket in lane.queue:
+                    lane.queue.remove(ticket)  # nothing of it was sent; its caller is gone
+                return
+            if ticket.state != "lead":
+                return  # its results had arrived: nothing depends on it
+            ticket.state = "done"
+            others = [t for t in ticket.batch if t is not ticket]
+            for other in reversed(others):
+                other.state = "queued"
+                lane.queue.appendleft(other)
+            handoff = self._next_lead(url, lane)
+        if handoff is not None:
+            handoff()
