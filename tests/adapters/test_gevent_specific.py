@@ -203,6 +203,62 @@ def scenario_callback_greenlets() -> None:
     print("ok")
 
 
+def test_callback_greenlets_are_reused_and_survive_anything_a_callback_does():
+    run_scenario("callback_workers")
+
+
+def scenario_callback_workers() -> None:
+    import logging
+
+    import gevent
+    from greenlet import getcurrent
+
+    from skyhooks.gevent import Registry
+
+    logging.basicConfig(level=logging.ERROR)
+    secret = generate_secret()
+    registry = Registry("http://127.0.0.1:9/skyhooks", "memory://", secret)
+    signer = Signer(secret)
+    seen: list[Any] = []
+    mode = {"kind": "plain"}
+
+    def callback(message: Message) -> None:
+        kind = mode["kind"]
+        seen.append((kind, getcurrent()))
+        if kind == "raise":
+            raise RuntimeError("raises on purpose")
+        if kind == "timeout":
+            raise gevent.Timeout(0.01)  # a BaseException, as from an expired gevent.Timeout
+        if kind == "block":
+            gevent.sleep(0.05)
+            seen.append(("woke", getcurrent()))
+
+    def send() -> dict:
+        message = signer.build(A42, None)
+        return json.loads(registry.handle_request("POST", message.headers, message.body).body)
+
+    registry.register(A42, callback)
+    caller = getcurrent()
+    for kind in ("plain", "raise", "timeout", "plain", "block", "plain", "plain"):
+        mode["kind"] = kind
+        started = time.monotonic()
+        assert send() == {"status": "ok", "notified": 1}, kind
+        assert time.monotonic() - started < 0.04, kind  # a blocked callback never holds the answer
+        assert getcurrent() is caller
+    kinds = [kind for kind, _ in seen]
+    assert kinds == ["plain", "raise", "timeout", "plain", "block", "plain", "plain"]
+    workers = [worker for _, worker in seen]
+    assert caller not in workers
+    assert len(set(workers[:5])) == 1  # one worker, reused after raising anything
+    assert workers[5] is workers[6] is not workers[4]  # another while that one is blocked
+    gevent.sleep(0.1)
+    assert seen[-1] == ("woke", workers[4])
+    for _ in range(200):
+        assert send()["notified"] == 1
+    assert len({worker for _, worker in seen}) == 2
+    print("ok")
+
+
 def test_the_app_reads_at_most_one_byte_over_the_limit():
     run_scenario("bounded_reads")
 
