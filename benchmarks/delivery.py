@@ -137,6 +137,7 @@ def row(system: str, receiver: str, sender: str, result: dict[str, Any], **extra
         "sent": result["sent"],
         "delivered": result["delivered"],
         "lost": result["lost"],
+        "posts": result.get("posts"),
         **extra,
     }
     if "latencies" in result:
@@ -268,6 +269,17 @@ def run(
                     latency = latency and pub in ("blocking", fw)
                     both(pub, "skyhooks", fw, pub, plan, targets)
                     latency = saved
+                if throughput and fw == "tornado":
+                    # The same notify() calls with coalescing off (max_in_flight=0): one
+                    # POST per message per instance, the per-request ceiling.
+                    for pub in publishers:
+                        plan = {"store": store, "threads": THREADS, "options": {"max_in_flight": 0}}
+                        for r in run_sender(pub, {**tput_plan, **plan, "targets": targets}):
+                            rows.append(row("skyhooks", fw, pub, r, max_in_flight=0))
+                            log(
+                                f"  skyhooks   {fw:8} <- {pub:9} x{r['fanout']} one POST per message: "
+                                f"{r['rate']:8,.0f} msg/s (lost {r['lost']})"
+                            )
                 if throughput:
                     # batched: notify_many, 100 messages per POST
                     # (quick: the blocking publisher and the framework's own)
@@ -294,6 +306,7 @@ def run(
                             )
     return {
         "quick": quick,
+        "max_in_flight": 4,  # the publishers' default, unless a row says otherwise
         "seconds": seconds,
         "paced_rate": rate,
         "paced_count": count,

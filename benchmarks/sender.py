@@ -31,6 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 DATA = {"progress": 50, "step": "resizing images"}
+POSTS = [0]  # HTTP requests a skyhooks publisher made since the run began (coalescing shows here)
 
 
 def tally_get(base: str, what: str) -> Any:
@@ -74,6 +75,13 @@ def make_sender(kind: str, plan: dict[str, Any]) -> tuple[Callable[..., Any], Ca
         else:
             from skyhooks.twisted import Publisher
         publisher = Publisher(plan["store"], plan["secret"], **plan.get("options", {}))
+        post = publisher._send
+
+        def counted(effect: Any) -> Any:
+            POSTS[0] += 1  # (threads may race on this count; it is a report, not a check)
+            return post(effect)
+
+        publisher._send = counted  # type: ignore[method-assign]
         if batch > 1:
             if not hasattr(publisher, "notify_many"):
                 raise SystemExit(f"{kind} publisher has no notify_many yet")
@@ -239,8 +247,14 @@ async def paced_async(
     return plan["count"]
 
 
+def begin(target: dict[str, Any]) -> int:
+    """Start counting a run: the receivers' counts so far."""
+    POSTS[0] = 0
+    return counts(target)
+
+
 def measure(plan: dict[str, Any], target: dict[str, Any], run: Callable[[], int]) -> dict[str, Any]:
-    before = counts(target)
+    before = begin(target)
     started = time.monotonic()
     return finish(plan, target, before, started, run())
 
@@ -301,7 +315,7 @@ def main() -> None:
             close()
 
         async def measure_async(plan: dict[str, Any], target: dict[str, Any], run: Any) -> dict[str, Any]:
-            before = counts(target)
+            before = begin(target)
             started = time.monotonic()
             return finish(plan, target, before, started, await run())
 
@@ -326,7 +340,7 @@ def main() -> None:
                     target,
                     plan,
                 )
-                before = counts(target)
+                before = begin(target)
                 started = time.monotonic()
                 if latency:
                     sent = await defer.ensureDeferred(
@@ -357,6 +371,7 @@ def finish(
         "send_seconds": sent_at - started,
         "seconds": finished - started,
         "rate": got / (finished - started),
+        "posts": POSTS[0],
     }
     if plan["mode"] == "latency":
         result["latencies"] = [x for base in target["tallies"] for x in tally_get(base, "latencies")]
