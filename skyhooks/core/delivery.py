@@ -338,9 +338,13 @@ def notify_flow(
             else:
                 log.info("dropped topics %s of %s: nobody listens there", _names(unused), url)
 
+    addressed: list[list[str]] = [[] for _ in messages]  # per message, the URLs it went to
+    for url, indexes in routes.items():
+        for i in indexes:
+            addressed[i].append(url)
     reports = []
     for index, message in enumerate(messages):
-        urls = [url for url, indexes in routes.items() if index in indexes]
+        urls = addressed[index]
         failed = {url: refused[url] for url in urls if url in refused}
         delivered = []
         notified = 0
