@@ -90,7 +90,7 @@ def topics_of(keys: Keys) -> frozenset[Topic]:
 
 def topics_of_valid(keys: Mapping[str, KeyValue]) -> frozenset[Topic]:
     """:func:`topics_of` for keys that already passed :func:`validate_keys`."""
-    return frozenset(Topic(name, _as_text(value)) for name, value in keys.items())
+    return frozenset([Topic(name, _as_text(value)) for name, value in keys.items()])
 
 
 def topics_from_pairs(pairs: Iterable[tuple[str, str]]) -> frozenset[Topic]:
