@@ -6,7 +6,7 @@ Every publisher notifies a key that 4 raw receivers (``benchmarks/raw_receiver.p
 each its own process) listen for, in a ``memory://`` store, with 16 notifies in
 flight (the blocking publisher: 4 calling threads, each fanning out to 4). The
 baseline is the transport the publisher is built on, alone, POSTing the same
-signed bytes to the same 4 URLs with the same concurrency: urllib3 in threads,
+signed bytes to the same 4 URLs with the same concurrency: http.client in threads,
 Tornado's ``AsyncHTTPClient`` (curl when pycurl is there), geventhttpclient in
 greenlets, treq. Each framework runs in a process of its own (gevent must patch
 first); ours and theirs alternate A B B A. POSTs/s and the ratio.
@@ -72,25 +72,35 @@ def _threads(seconds: float, callers: int, one_round: Callable[[], int]) -> floa
 
 
 def blocking(urls: list[str], seconds: float) -> dict[str, float]:
+    import http.client
+    import threading
     from concurrent.futures import ThreadPoolExecutor
-
-    import urllib3
+    from urllib.parse import urlsplit
 
     from skyhooks import Publisher
 
     secret, (store, message) = _setup(urls)
     publisher = Publisher(store, secret)
     pool = ThreadPoolExecutor(publisher.concurrency)
-    http = urllib3.PoolManager(maxsize=publisher.concurrency, retries=False)
     headers = dict(message.headers)
+    local = threading.local()  # a keep-alive connection per URL per thread
+
+    def post(url: str) -> int:
+        conns = local.__dict__.setdefault("conns", {})
+        if url not in conns:
+            conns[url] = http.client.HTTPConnection(urlsplit(url).netloc, timeout=10)
+        conn = conns[url]
+        conn.request("POST", "/skyhooks", body=message.body, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        return response.status
 
     def ours() -> int:
         assert len(publisher.notify(KEYS, DATA).delivered) == FANOUT
         return FANOUT
 
     def theirs() -> int:
-        answers = list(pool.map(lambda u: http.request("POST", u, body=message.body, headers=headers), urls))
-        assert all(a.status == 200 for a in answers)
+        assert all(status == 200 for status in pool.map(post, urls))
         return FANOUT
 
     callers = IN_FLIGHT // FANOUT
@@ -256,7 +266,7 @@ def twisted(urls: list[str], seconds: float) -> dict[str, float]:
 
 SENDERS = {"blocking": blocking, "tornado": tornado, "gevent": gevent, "twisted": twisted}
 CLIENTS = {
-    "blocking": "urllib3 + threads",
+    "blocking": "http.client + threads",
     "tornado": "AsyncHTTPClient",
     "gevent": "geventhttpclient",
     "twisted": "treq",
