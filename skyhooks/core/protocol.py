@@ -16,7 +16,9 @@ import base64
 import binascii
 import hashlib
 import hmac
+import itertools
 import json
+import os
 import secrets
 import threading
 import time
@@ -109,6 +111,37 @@ class EncodedMessage:
     fields: str
 
 
+# One encoder, made once (json.dumps with options makes one per call). allow_nan=False:
+# NaN and Infinity are not JSON, and other receivers choke on them.
+_DATA_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
+class _Ids:
+    """Message ids: a random 96-bit prefix per process and a counter.
+
+    Unique across publishers and processes like a uuid4, at a fraction of the
+    cost (a uuid4 per message was a tenth of a batched publisher's time). A
+    forked child draws a prefix of its own, so a Celery worker's children that
+    inherit one publisher never repeat each other's ids (a receiver would drop
+    the repeats as duplicates).
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.prefix = secrets.token_hex(12)
+        self.counter = itertools.count(1)  # next() on it is atomic under the GIL: thread-safe
+
+    def new(self, kind: str) -> str:
+        return f"{kind}{self.prefix}{next(self.counter):x}"
+
+
+_IDS = _Ids()
+os.register_at_fork(after_in_child=_IDS.reset)
+_new_id = _IDS.new
+
+
 class Signer:
     """Builds signed requests. Thread-safe (it holds only the key)."""
 
@@ -123,15 +156,13 @@ class Signer:
         """
         checked = validate_keys(keys)
         try:
-            # allow_nan=False: NaN and Infinity are not JSON and other receivers choke on them.
-            data_text = json.dumps(data, separators=(",", ":"), allow_nan=False)
+            data_text = _DATA_JSON.encode(data)
         except (TypeError, ValueError, RecursionError) as exc:
             raise InvalidDataError(f"data cannot be sent as JSON: {exc}") from exc
-        keys_text = json.dumps(checked, separators=(",", ":"))
         return EncodedMessage(
-            message_id or f"msg_{uuid.uuid4().hex}",
+            message_id or _new_id("msg_"),
             topics_of_valid(checked),
-            f'"keys":{keys_text},"data":{data_text}',
+            f'"keys":{_DATA_JSON.encode(checked)},"data":{data_text}',
         )
 
     def sign(self, encoded: EncodedMessage, *, timestamp: float | None = None) -> OutgoingMessage:
@@ -158,7 +189,7 @@ class Signer:
         receiver drops the duplicates of a retried batch one by one."""
         items = ",".join('{"id":' + json.dumps(m.id) + "," + m.fields + "}" for m in messages)
         topics = frozenset().union(*(m.topics for m in messages))
-        return self._signed(f"batch_{uuid.uuid4().hex}", topics, '{"messages":[' + items + "]}", timestamp)
+        return self._signed(_new_id("batch_"), topics, '{"messages":[' + items + "]}", timestamp)
 
     def _signed(
         self, message_id: str, topics: frozenset[Topic], text: str, timestamp: float | None
