@@ -90,6 +90,8 @@ class Publisher(BasePublisher):
         return future, resolve
 
     async def _gather(self, gather: Gather) -> list[Any]:
+        if len(gather.flows) == 1:  # one instance: no workers to set up
+            return [await run_async(gather.flows[0], self._perform)]
         results: list[Any] = [None] * len(gather.flows)
         queue = iter(enumerate(gather.flows))
 

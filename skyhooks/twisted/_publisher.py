@@ -99,6 +99,8 @@ class Publisher(BasePublisher):
         return closed
 
     def _gather(self, gather: Gather) -> Deferred[list[Any]]:
+        if len(gather.flows) == 1:  # one instance: no semaphore to set up
+            return self._run(gather.flows[0]).addCallback(lambda result: [result])
         semaphore = DeferredSemaphore(gather.limit)
         runs = [semaphore.run(self._run, flow) for flow in gather.flows]
         return gatherResults(runs, consumeErrors=True)
