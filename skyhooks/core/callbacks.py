@@ -58,6 +58,10 @@ class CallbackTable:
 
     def match(self, topics: Iterable[Topic]) -> list[Callback]:
         """The callbacks registered under any of *topics*, each once, in registration order."""
+        if isinstance(topics, frozenset) and len(topics) == 1:
+            # The usual message names one key: nothing to merge.
+            (topic,) = topics
+            return list(self._by_topic.get(topic, ()))
         found: dict[Callback, None] = {}
         for topic in topics:
             callbacks = self._by_topic.get(topic)

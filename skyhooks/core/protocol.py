@@ -48,6 +48,7 @@ from .values import Message
 __all__ = [
     "DEFAULT_MAX_BODY_SIZE",
     "MAX_BATCH",
+    "REQUEST_HEADERS",
     "TOLERANCE",
     "EncodedMessage",
     "OutgoingMessage",
@@ -71,6 +72,9 @@ MAX_ID_LENGTH = 256
 #: Messages per batch request, at most (the body size limit applies too).
 MAX_BATCH = 1000
 _SIGNATURE_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
+#: The only request headers :func:`parse_request` reads (it takes them in any
+#: case): an adapter may pass just these rather than copy every header.
+REQUEST_HEADERS = ("content-type", *_SIGNATURE_HEADERS)
 
 
 def generate_secret() -> str:

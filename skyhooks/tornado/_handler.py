@@ -7,7 +7,7 @@ from typing import Any
 
 from tornado.web import RequestHandler, stream_request_body
 
-from ..core.protocol import Response
+from ..core.protocol import REQUEST_HEADERS, Response
 from ._registry import Registry
 
 __all__ = ["WebhookHandler"]
@@ -43,8 +43,11 @@ class WebhookHandler(RequestHandler):
     def _handle(self, *args: Any) -> None:
         # Every method goes to the core, so a GET gets its JSON 405, not Tornado's HTML one.
         if not self._finished:  # not already refused as too large while streaming
-            self._respond(self.registry.handle_request(self.request.method or "", self.request.headers,
-                                                       b"".join(self._chunks)))
+            # Only the headers the core reads: HTTPHeaders iterates slowly.
+            get = self.request.headers.get
+            headers = {name: value for name in REQUEST_HEADERS if (value := get(name)) is not None}
+            body = b"".join(self._chunks)
+            self._respond(self.registry.handle_request(self.request.method or "", headers, body))
 
     get = post = put = patch = delete = head = options = _handle
 
