@@ -18,13 +18,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
 from typing import Any
-from urllib.parse import urlsplit
 
 from .core.delivery import HTTPResult, Send
 from .core.errors import TransportError
 from .core.publisher import SyncPublisher
+from .core.urls import Origin, split_target
 
 __all__ = ["Publisher"]
 
@@ -32,9 +31,6 @@ __all__ = ["Publisher"]
 MAX_REPLY = 1024 * 1024
 #: Instances with idle connections kept; beyond this the least recently used are closed.
 MAX_HOSTS = 256
-
-Origin = tuple[str, str, int]
-
 
 class Publisher(SyncPublisher):
     """Publish to every instance listening for a message's keys, and report.
@@ -83,7 +79,7 @@ class Publisher(SyncPublisher):
             return self._executor
 
     def _send(self, send: Send) -> HTTPResult:
-        origin, path = _target(send.url)
+        origin, path = split_target(send.url)
         for reused in (True, False):
             conn = self._checkout(origin, send.timeout) if reused else self._connect(origin, send.timeout)
             fresh = conn.sock is None
@@ -162,17 +158,3 @@ class _HTTPSConnection(http.client.HTTPSConnection):
     def connect(self) -> None:
         super().connect()
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-@lru_cache(maxsize=4 * MAX_HOSTS)
-def _target(url: str) -> tuple[Origin, str]:
-    """The origin a URL's connections are pooled by, and its request path."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError as exc:  # a port out of range, say
-        raise TransportError("error", f"cannot POST to {url!r}: {exc}") from exc
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise TransportError("error", f"cannot POST to {url!r}: not an http(s) URL")
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return (parts.scheme, parts.hostname, port), path

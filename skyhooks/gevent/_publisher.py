@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from functools import lru_cache
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import gevent
 from gevent.event import AsyncResult
@@ -17,6 +15,7 @@ from geventhttpclient.response import HTTPConnectionClosed, HTTPParseError
 from ..core.delivery import HTTPResult, Send
 from ..core.errors import TransportError
 from ..core.publisher import SyncPublisher
+from ..core.urls import Origin, split_target
 from ._hub import store_caller
 
 T = TypeVar("T")
@@ -38,7 +37,7 @@ class Publisher(SyncPublisher):
     def __init__(self, store: Any, secret: str | bytes, **options: Any) -> None:
         super().__init__(store, secret, **options)
         self._call_store = store_caller(self.store)
-        self._clients: OrderedDict[tuple[str, str, int | None], HTTPClient] = OrderedDict()
+        self._clients: OrderedDict[Origin, HTTPClient] = OrderedDict()
 
     def close(self) -> None:
         """Close pooled connections (and the store, if opened here)."""
@@ -68,7 +67,7 @@ class Publisher(SyncPublisher):
         return waiter.get()
 
     def _client(self, url: str) -> tuple[HTTPClient, str]:
-        origin, path = _target(url)
+        origin, path = split_target(url)
         client = self._clients.get(origin)
         if client is None:
             client = HTTPClient.from_url(
@@ -108,11 +107,3 @@ class Publisher(SyncPublisher):
             raise TransportError("error", str(exc) or type(exc).__name__) from exc
         headers = {name: value for name, value in response.items()}
         return HTTPResult(response.status_code, headers, body)
-
-
-@lru_cache(maxsize=4 * MAX_HOSTS)
-def _target(url: str) -> tuple[tuple[str, str, int | None], str]:
-    """The origin a URL's connection pool is keyed by, and its request path."""
-    parts = urlsplit(url)
-    origin = (parts.scheme, parts.hostname or "", parts.port)
-    return origin, (parts.path or "/") + (f"?{parts.query}" if parts.query else "")

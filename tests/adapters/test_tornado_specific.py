@@ -36,13 +36,18 @@ from tests.support.receiver import Receiver, refused_url
 A42 = {"account_id": 42}
 T42 = Topic("account_id", "42")
 
-CLIENTS: list[Any] = [SimpleAsyncHTTPClient]
+# None: skyhooks' own HTTP/1.1 client (the default); then Tornado's, through client_class.
+CLIENTS: list[Any] = [None, SimpleAsyncHTTPClient]
 try:
     from tornado.curl_httpclient import CurlAsyncHTTPClient
 
-    CLIENTS.insert(0, CurlAsyncHTTPClient)
+    CLIENTS.insert(1, CurlAsyncHTTPClient)
 except ImportError:  # pragma: no cover - pycurl is in the test environment
     pass
+
+
+def client_id(client_class: Any) -> str:
+    return "Http1Pool" if client_class is None else client_class.__name__
 
 
 def run(test: Callable[[], Awaitable[Any]]) -> Any:
@@ -73,7 +78,7 @@ async def raw_request(port: int, head: str, body: bytes = b"") -> tuple[int, dic
 # -- Publisher: both HTTP clients ------------------------------------------------------
 
 
-@pytest.mark.parametrize("client_class", CLIENTS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("client_class", CLIENTS, ids=client_id)
 def test_publisher_delivers_retries_and_maps_failures_with(client_class: Any) -> None:
     secret, store = generate_secret(), MemoryStore()
     got: list[Message] = []
@@ -92,7 +97,10 @@ def test_publisher_delivers_retries_and_maps_failures_with(client_class: Any) ->
             for other in (dead, flaky.url, hanging.url, gone.url):
                 store.add(other, {T42}, ttl=60)
             report = await publisher.notify(A42, {"n": 1})
-        assert isinstance(publisher._client, client_class)
+        if client_class is None:
+            assert publisher._http is not None and publisher._client is None
+        else:
+            assert isinstance(publisher._client, client_class)
         assert report.delivered == {url, flaky.url}
         assert report.failed[dead].startswith("refused: ")
         assert report.failed[hanging.url].startswith("timeout: ")
@@ -107,7 +115,7 @@ def test_publisher_delivers_retries_and_maps_failures_with(client_class: Any) ->
     run(scenario)
 
 
-@pytest.mark.parametrize("client_class", CLIENTS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("client_class", CLIENTS, ids=client_id)
 def test_publisher_bounds_concurrent_posts_with(client_class: Any) -> None:
     store, in_flight, peak = MemoryStore(), [0], [0]
     lock = threading.Lock()
@@ -147,17 +155,16 @@ def test_publisher_bounds_concurrent_posts_with(client_class: Any) -> None:
     assert elapsed >= 0.85  # three waves of 0.3 s
 
 
-def test_publisher_falls_back_to_the_simple_client_without_pycurl() -> None:
+def test_publisher_needs_no_pycurl() -> None:
     code = (
         "import sys; sys.modules['pycurl'] = None\n"
         "from skyhooks import generate_secret\n"
         "from skyhooks.tornado import Publisher\n"
-        "from tornado.simple_httpclient import SimpleAsyncHTTPClient\n"
-        "assert Publisher('memory://', generate_secret()).client_class is SimpleAsyncHTTPClient\n"
-        "print('simple')\n"
+        "assert Publisher('memory://', generate_secret()).client_class is None\n"
+        "print('own client')\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert result.stdout.strip() == "simple", result.stderr
+    assert result.stdout.strip() == "own client", result.stderr
 
 
 def test_importing_without_tornado_names_the_extra() -> None:
