@@ -1,4 +1,4 @@
-"""Where the Publisher's treq Agent connects."""
+"""Where the Publisher connects (its own HTTP client, or a treq Agent)."""
 # mypy: allow-untyped-calls
 # (much of twisted.web and treq is unannotated)
 
@@ -14,7 +14,9 @@ from twisted.web.error import SchemeNotSupported
 from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
 
-__all__ = ["DirectToAddresses"]
+from ..core.urls import Origin
+
+__all__ = ["DirectToAddresses", "endpoint_for"]
 
 
 @implementer(IAgentEndpointFactory)
@@ -35,15 +37,24 @@ class DirectToAddresses:
     def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:
         if uri.scheme not in (b"http", b"https"):
             raise SchemeNotSupported(f"unsupported scheme: {uri.scheme!r}")
-        host = uri.host.decode("ascii").strip("[]")
-        endpoint: IStreamClientEndpoint
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            endpoint = HostnameEndpoint(self._reactor, uri.host, uri.port)
-        else:
-            direct = TCP6ClientEndpoint if address.version == 6 else TCP4ClientEndpoint
-            endpoint = direct(self._reactor, host, uri.port)
-        if uri.scheme == b"https":
-            endpoint = wrapClientTLS(self._tls.creatorForNetloc(uri.host, uri.port), endpoint)
-        return endpoint
+        origin = (uri.scheme.decode("ascii"), uri.host.decode("ascii").strip("[]"), uri.port)
+        return endpoint_for(self._reactor, origin, self._tls)
+
+
+def endpoint_for(reactor: Any, origin: Origin, tls: Any, timeout: float = 30) -> IStreamClientEndpoint:
+    """The endpoint for an (http or https) origin: IP literals dialled directly (see
+    :class:`DirectToAddresses`), names through ``HostnameEndpoint``."""
+    scheme, host, port = origin
+    endpoint: IStreamClientEndpoint
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        name = host.encode("idna")
+        endpoint = HostnameEndpoint(reactor, name, port, timeout=timeout)
+    else:
+        name = host.encode("ascii")
+        direct = TCP6ClientEndpoint if address.version == 6 else TCP4ClientEndpoint
+        endpoint = direct(reactor, host, port, timeout=timeout)
+    if scheme == "https":
+        endpoint = wrapClientTLS(tls.creatorForNetloc(name, port), endpoint)
+    return endpoint

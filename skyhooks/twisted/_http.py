@@ -1,0 +1,191 @@
+"""A small HTTP/1.1 keep-alive client on Twisted protocols: the Twisted publisher's default.
+
+The protocol is :mod:`skyhooks.core.http1` (sans-IO, shared with the Tornado
+publisher's client); this adds a ``Protocol`` per connection, pooled per
+origin, one write per request and one ``callLater`` per request for the
+timeout. treq (``Publisher(client=...)``) spent most of a publisher's CPU per
+message in Agent machinery a webhook POST does not need.
+"""
+# mypy: allow-untyped-calls
+# (much of twisted is unannotated)
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from twisted.internet import error
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import TimeoutError as DeferredTimeoutError
+from twisted.internet.endpoints import connectProtocol
+from twisted.internet.protocol import Protocol
+from twisted.python.failure import Failure
+from twisted.web.client import BrowserLikePolicyForHTTPS
+
+from ..core.delivery import HTTPResult
+from ..core.errors import TransportError
+from ..core.http1 import Reply, ReplyParser, request_bytes
+from ..core.urls import Origin, split_target
+from ._endpoints import endpoint_for
+
+__all__ = ["Http1Pool"]
+
+#: Instances with idle connections kept; beyond this the least recently used are closed.
+MAX_HOSTS = 256
+
+
+class _Stale(Exception):
+    """A pooled connection turned out closed before any reply byte came back."""
+
+
+class _Connection(Protocol):
+    """One keep-alive connection, one request at a time."""
+
+    def __init__(self) -> None:
+        self.closed = False
+        self.expired = False
+        self._parser = ReplyParser()
+        self._waiting: Deferred[Reply] | None = None
+
+    transport: Any  # an ITCPTransport (or TLS over one) once connected
+
+    def connectionMade(self) -> None:
+        if hasattr(self.transport, "setTcpNoDelay"):
+            self.transport.setTcpNoDelay(True)
+
+    def exchange(self, request: bytes) -> Deferred[Reply]:
+        self._parser = ReplyParser()
+        self._waiting = Deferred()
+        self.transport.write(request)
+        return self._waiting
+
+    def abort(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abortConnection()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._waiting is None:  # nothing was asked: a confused server
+            self.abort()
+            return
+        try:
+            self._parser.feed(data)
+        except ValueError as exc:
+            self._fail(TransportError("error", f"unusable reply: {exc}"))
+            self.abort()
+            return
+        reply = self._parser.reply
+        if reply is not None:
+            waiting, self._waiting = self._waiting, None
+            waiting.callback(reply)
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        self.closed = True
+        if self._waiting is None:
+            return
+        if self.expired:
+            self._fail(TimeoutError())
+        elif not self._parser.started:
+            self._fail(_Stale())
+        else:
+            try:
+                self._parser.eof()
+            except ValueError as exc:
+                self._fail(TransportError("error", f"unusable reply: {exc}"))
+            else:
+                waiting, self._waiting = self._waiting, None
+                assert self._parser.reply is not None
+                waiting.callback(self._parser.reply)
+
+    def _fail(self, exc: BaseException) -> None:
+        waiting, self._waiting = self._waiting, None
+        if waiting is not None:
+            waiting.errback(Failure(exc))
+
+
+class Http1Pool:
+    """POSTs over pooled keep-alive connections, at most *per_origin* idle per instance."""
+
+    def __init__(self, reactor: Any, per_origin: int) -> None:
+        self._reactor = reactor
+        self.per_origin = per_origin
+        self._idle: dict[Origin, list[_Connection]] = {}
+        self._tls = BrowserLikePolicyForHTTPS()
+
+    def post(self, url: str, headers: Mapping[str, str], body: bytes, timeout: float) -> Deferred[HTTPResult]:
+        """POST *body*; fires with an :class:`HTTPResult` whatever the status, or
+        fails with :class:`TransportError`."""
+        return Deferred.fromCoroutine(self._post(url, headers, body, timeout))
+
+    def close(self) -> None:
+        idle, self._idle = self._idle, {}
+        for conns in idle.values():
+            for conn in conns:
+                conn.abort()
+
+    async def _post(self, url: str, headers: Mapping[str, str], body: bytes, timeout: float) -> HTTPResult:
+        origin, path = split_target(url)
+        request = request_bytes(origin, path, headers, body)
+        idle = self._idle.get(origin)
+        while idle:  # a pooled connection; a stale one is dropped and the next tried
+            conn = idle.pop()
+            if conn.closed:
+                continue
+            try:
+                return await self._exchange(origin, conn, request, timeout)
+            except _Stale:
+                continue  # safe to send again: receivers drop duplicate webhook-ids
+        conn = await self._connect(origin, timeout)
+        try:
+            return await self._exchange(origin, conn, request, timeout)
+        except _Stale as exc:
+            raise TransportError("error", "the connection closed before any reply") from exc
+
+    async def _connect(self, origin: Origin, timeout: float) -> _Connection:
+        endpoint = endpoint_for(self._reactor, origin, self._tls, timeout)
+        connecting = connectProtocol(endpoint, _Connection())
+        connecting.addTimeout(timeout, self._reactor)
+        try:
+            conn: _Connection = await connecting
+        except error.ConnectionRefusedError as exc:
+            raise TransportError("refused", str(exc)) from exc
+        except (DeferredTimeoutError, error.TimeoutError, CancelledError) as exc:
+            raise TransportError("timeout", f"no connection within {timeout:.1f}s") from exc
+        except (error.ConnectError, OSError) as exc:  # DNS failure, unreachable...
+            raise TransportError("error", str(exc) or type(exc).__name__) from exc
+        return conn
+
+    async def _exchange(
+        self, origin: Origin, conn: _Connection, request: bytes, timeout: float
+    ) -> HTTPResult:
+        def expire() -> None:
+            conn.expired = True
+            conn.abort()  # connectionLost then fails the exchange
+
+        timer = self._reactor.callLater(timeout, expire)
+        try:
+            reply = await conn.exchange(request)
+        except TimeoutError as exc:
+            raise TransportError("timeout", f"no answer within {timeout:.1f}s") from exc
+        except BaseException:  # cancelled, or failed: the connection's state is unknown
+            conn.abort()
+            raise
+        finally:
+            if timer.active():
+                timer.cancel()
+        if reply.reusable and not conn.closed:
+            self._checkin(origin, conn)
+        else:
+            conn.abort()
+        return HTTPResult(reply.status, reply.headers, reply.body)
+
+    def _checkin(self, origin: Origin, conn: _Connection) -> None:
+        idle = self._idle.pop(origin, [])
+        self._idle[origin] = idle  # re-inserted last: the dict runs from least to most recently used
+        if len(idle) < self.per_origin:
+            idle.append(conn)
+        else:
+            conn.abort()
+        while len(self._idle) > MAX_HOSTS:
+            for old in self._idle.pop(next(iter(self._idle))):
+                old.abort()

@@ -1,0 +1,88 @@
+"""A scripted raw HTTP/1.1 server on 127.0.0.1, in threads: answers whatever bytes
+a test wants (garbage included), to test HTTP clients of any framework."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable
+
+#: reply(request_number, head, body) -> the bytes to answer, or None to close unanswered
+Script = Callable[[int, bytes, bytes], "bytes | None"]
+
+
+class RawServer:
+    def __init__(self, reply: Script, close_after: int = 0) -> None:
+        self.reply = reply
+        self.close_after = close_after  # close the connection after answering this request
+        self.requests: list[tuple[bytes, bytes]] = []
+        self.connections = 0
+        self._lock = threading.Lock()
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(16)
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}/hook?x=1"
+        self._open: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self._sock.close()
+        for conn in self._open:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            conn.close()
+
+    def __enter__(self) -> RawServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            with self._lock:
+                self.connections += 1
+                self._open.append(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        buffer = b""
+        try:
+            while True:
+                while b"\r\n\r\n" not in buffer:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buffer += data
+                head, _, buffer = buffer.partition(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                while len(buffer) < length:
+                    buffer += conn.recv(65536)
+                body, buffer = buffer[:length], buffer[length:]
+                with self._lock:
+                    self.requests.append((head, body))
+                    number = len(self.requests)
+                answer = self.reply(number, head, body)
+                if answer is None:
+                    return
+                conn.sendall(answer)
+                if number == self.close_after:
+                    return
+        except OSError:
+            return
+        finally:
+            conn.close()
+
+
+def hanging_server() -> tuple[socket.socket, int]:
+    """A socket that accepts connections (the kernel does) and never answers."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    return sock, sock.getsockname()[1]
