@@ -111,8 +111,9 @@ class Lanes:
         try:
             outcome = yield from deliver(url, request_for(messages), policy)
         except BaseException:
-            # Our caller is gone mid-POST (cancelled). The others' messages go
-            # again with the next batch: same ids, so an instance that got them
+            # Our caller is gone mid-POST (cancelled), or building the request
+            # failed: never leave the others waiting. Their messages go again
+            # with the next batch: same ids, so an instance that got them
             # already drops them as duplicates.
             self._abandon(url, lane, ticket)
             raise
