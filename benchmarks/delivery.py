@@ -306,7 +306,7 @@ def run(
                             )
     return {
         "quick": quick,
-        "max_in_flight": 4,  # the publishers' default, unless a row says otherwise
+        "max_in_flight": 2,  # the publishers' default, unless a row says otherwise
         "seconds": seconds,
         "paced_rate": rate,
         "paced_count": count,

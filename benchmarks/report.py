@@ -13,6 +13,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 FIGURES = ["delivery", "receive", "stores", "memory"]
+DEFAULT_IN_FLIGHT = 2  # the publishers' max_in_flight default (rows without the key ran with it)
 
 
 def save(name: str, data: dict[str, Any], command: str) -> None:
@@ -53,7 +54,7 @@ def _sends(r: dict[str, Any]) -> str:
         return ""
     if r.get("batch", 1) > 1:
         return f"notify_many({r['batch']})"
-    return "notify, 1 POST each" if r.get("max_in_flight", 4) == 0 else "notify"
+    return "notify, 1 POST each" if r.get("max_in_flight", DEFAULT_IN_FLIGHT) == 0 else "notify"
 
 
 def _per_post(r: dict[str, Any]) -> str:
@@ -78,7 +79,7 @@ def tables(results: dict[str, Any]) -> tuple[list[str], list[tuple[str, bool | N
             f"{d['seconds']:.0f} s per run; x4 = each message to 4 instances, each callback counted.",
             "",
             "*sends*: `notify` is one `notify()` call per message, with the publishers' default "
-            "coalescing (at most 4 POSTs in flight per instance; messages beyond that leave together "
+            f"coalescing (at most {DEFAULT_IN_FLIGHT} POSTs in flight per instance; messages beyond that leave together "
             "in the next POST); `notify, 1 POST each` is the same with coalescing off "
             "(`max_in_flight=0`); `notify_many(100)` sends explicit batches of 100. "
             "*msgs/POST*: messages per HTTP request the publisher made.",
@@ -92,7 +93,7 @@ def tables(results: dict[str, Any]) -> tuple[list[str], list[tuple[str, bool | N
                 r["system"] != "baseline",
                 r["receiver"],
                 r.get("batch", 1),
-                r.get("max_in_flight", 4) == 0,
+                r.get("max_in_flight", DEFAULT_IN_FLIGHT) == 0,
                 r["sender"],
                 r["instances"],
             ),
@@ -112,7 +113,7 @@ def tables(results: dict[str, Any]) -> tuple[list[str], list[tuple[str, bool | N
         for r in rows:
             if r["system"] == "skyhooks" and r["receiver"] == "tornado" and r["instances"] == 1 and sio:
                 batch = r.get("batch", 1)
-                if batch == 1 and r.get("max_in_flight", 4) == 0:
+                if batch == 1 and r.get("max_in_flight", DEFAULT_IN_FLIGHT) == 0:
                     continue  # reported above; the targets hold the default configuration
                 if batch == 1:
                     checks.append(
@@ -264,7 +265,7 @@ def plots(results: dict[str, Any]) -> None:
                 if r["system"] == "baseline"
                 else f"{r['receiver']} <- {r['sender']}"
                 + (" (batch 100)" if r.get("batch", 1) > 1 else "")
-                + (" (1 POST each)" if r.get("max_in_flight", 4) == 0 else "")
+                + (" (1 POST each)" if r.get("max_in_flight", DEFAULT_IN_FLIGHT) == 0 else "")
             )
             series.setdefault(name, {})[r["instances"]] = r["rate"]
         for name, points in sorted(series.items()):
