@@ -36,7 +36,10 @@ def stores(session: nox.Session, store: str) -> None:
 def tests_tornado(session: nox.Session) -> None:
     run_pytest(
         session, "test,tornado,curl,mongodb",
-        "tests/adapters/test_behaviour.py", "tests/adapters/test_tornado_specific.py", "--framework=tornado",
+        "tests/adapters/test_behaviour.py", "tests/adapters/test_tornado_specific.py",
+        "tests/adapters/test_tornado_http.py",
+        "tests/test_coalescing.py",  # the blocking publisher's, and one with the Tornado publisher
+        "--framework=tornado",
     )
 
 
@@ -52,7 +55,8 @@ def tests_gevent(session: nox.Session) -> None:
 def tests_twisted(session: nox.Session) -> None:
     run_pytest(
         session, "test,twisted,mongodb",
-        "tests/adapters/test_behaviour.py", "tests/adapters/test_twisted_specific.py", "--framework=twisted",
+        "tests/adapters/test_behaviour.py", "tests/adapters/test_twisted_specific.py",
+        "tests/adapters/test_twisted_http.py", "--framework=twisted",
     )
 
 
