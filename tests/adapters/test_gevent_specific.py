@@ -90,6 +90,28 @@ def scenario_unpatched(path: str) -> None:
 # -- store calls and waits ------------------------------------------------------------------
 
 
+def test_greenlets_of_one_thread_share_its_sqlite_connections(tmp_path):
+    run_scenario("sqlite_per_thread", str(tmp_path / "hooks.db"))
+
+
+def scenario_sqlite_per_thread(path: str) -> None:
+    """A gevent server runs each request in a new greenlet: patched threading.local
+    once gave each its own SQLite connection, opened per message and never closed."""
+    import gevent
+
+    from skyhooks.core.stores.sqlite import SQLiteStore
+    from skyhooks.gevent import Publisher
+
+    store = SQLiteStore(path)
+    store.add("http://127.0.0.1:9/skyhooks", {Topic("account_id", "7")}, ttl=60)
+    publisher = Publisher(store, generate_secret())
+    gevent.joinall([gevent.spawn(publisher.notify, A42, i) for i in range(50)], raise_error=True)
+    gevent.joinall([gevent.spawn(store.lookup, {T42}) for _ in range(50)], raise_error=True)
+    # the hub thread's two: one for lookup (and add), one for the publisher's lookup_nowait
+    assert len(store._connections) == 2, len(store._connections)
+    print("ok")
+
+
 def test_sqlite_calls_run_in_the_thread_pool_and_a_locked_file_never_stalls_the_hub(tmp_path):
     run_scenario("sqlite_locked", str(tmp_path / "hooks.db"))
 
