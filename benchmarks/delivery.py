@@ -255,6 +255,22 @@ def run(
                     latency = saved
                 stack.close()
 
+    # -- each framework's floor: the raw client into a bare handler that only parses --------
+    if latency:
+        for fw in frameworks:
+            cmd = [sys.executable, "-m", f"benchmarks.servers.{fw}", "--mode", "bare", "--secret", secret]
+            with start_process(cmd) as bare:
+                target = {
+                    "label": f"{fw}-bare",
+                    "keys": {"bench": "floor"},
+                    "urls": [f"http://127.0.0.1:{bare.port}/skyhooks"],
+                    "tallies": [f"http://127.0.0.1:{bare.port}/tally"],
+                }
+                for r in run_sender("raw", {**lat_plan, "targets": [target]}):
+                    lat_rows.append(row("floor", fw, "raw", r))
+                    p = lat_rows[-1]["latency_ms"]
+                    log(f"  floor      {fw:8} bare handler <- raw client: latency p50 {p['p50']:.2f} ms")
+
     # -- skyhooks ------------------------------------------------------------------------
     with tempfile.TemporaryDirectory() as tmp:
         store = f"sqlite:///{tmp}/bench.db"
