@@ -21,7 +21,10 @@ def run_pytest(session: nox.Session, extras: str, *args: str) -> None:
 @nox.session
 def core(session: nox.Session) -> None:
     """The core with no framework, driver or extra installed: it must import and work alone."""
-    run_pytest(session, "test", "tests/core", "tests/test_imports.py", "tests/test_publisher.py")
+    run_pytest(
+        session, "test", "tests/core", "tests/test_imports.py", "tests/test_publisher.py",
+        "tests/test_blocking_http.py",
+    )
 
 
 @nox.session

@@ -18,6 +18,7 @@ import ssl
 import threading
 import time
 from collections.abc import Mapping
+from typing import Any
 
 from .core.delivery import HTTPResult
 from .core.errors import TransportError
@@ -37,8 +38,11 @@ class _Stale(Exception):
 class BlockingHttp1Pool:
     """POSTs over pooled keep-alive sockets, at most *per_origin* idle per instance. Thread-safe."""
 
-    def __init__(self, per_origin: int) -> None:
+    def __init__(self, per_origin: int, *, sockets: Any = socket, tls: Any = ssl) -> None:
+        """*sockets* and *tls* are the ``socket`` and ``ssl`` modules to use:
+        the gevent publisher passes gevent's, cooperative even unpatched."""
         self.per_origin = per_origin
+        self._sockets, self._tls_module = sockets, tls
         self._idle: dict[Origin, list[socket.socket]] = {}
         self._lock = threading.Lock()
         self._tls: ssl.SSLContext | None = None
@@ -58,9 +62,9 @@ class BlockingHttp1Pool:
                 return self._exchange(origin, sock, request, deadline, timeout)
             except _Stale:
                 continue  # safe to send again: receivers drop duplicate webhook-ids
-        sock = self._connect(origin, timeout)
+        fresh = self._connect(origin, timeout)
         try:
-            return self._exchange(origin, sock, request, deadline, timeout)
+            return self._exchange(origin, fresh, request, deadline, timeout)
         except _Stale as exc:
             raise TransportError("error", "the connection closed before any reply") from exc
 
@@ -74,11 +78,11 @@ class BlockingHttp1Pool:
     def _connect(self, origin: Origin, timeout: float) -> socket.socket:
         scheme, host, port = origin
         try:
-            sock = socket.create_connection((host, port), timeout)
+            sock: socket.socket = self._sockets.create_connection((host, port), timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if scheme == "https":
                 if self._tls is None:
-                    self._tls = ssl.create_default_context()
+                    self._tls = self._tls_module.create_default_context()
                 sock = self._tls.wrap_socket(sock, server_hostname=host)
         except ConnectionRefusedError as exc:
             raise TransportError("refused", str(exc)) from exc

@@ -25,7 +25,7 @@ __all__ = ["run_demo"]
 
 FRAMEWORKS = ("tornado", "gevent", "twisted")
 #: The modules each server needs, checked up front for one clear message.
-_NEEDS = ("tornado", "gevent", "geventhttpclient", "twisted", "treq")
+_NEEDS = ("tornado", "gevent", "twisted", "treq")
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 

@@ -29,7 +29,6 @@ import os
 
 try:
     import gevent.monkey
-    import geventhttpclient  # noqa: F401 - the Publisher's transport
 except ImportError as exc:  # pragma: no cover - exercised by tests/test_imports.py
     raise ImportError("skyhooks.gevent needs gevent: pip install 'skyhooks[gevent]'") from exc
 

@@ -84,6 +84,27 @@ def scenario_unpatched(path: str) -> None:
         assert threads and hub_thread not in threads, threads
     with Publisher("memory://", generate_secret()) as publisher:
         assert publisher.notify(A42, 1).urls == frozenset()
+    # Sends go over gevent's own sockets even unpatched: a slow instance holds up
+    # only the sending greenlet, and the hub ticks on meanwhile.
+    import socket
+
+    import gevent
+
+    from skyhooks import RetryPolicy
+
+    slow = socket.socket()  # (a plain socket: accepts, via the kernel, and never answers)
+    slow.bind(("127.0.0.1", 0))
+    slow.listen(4)
+    url = f"http://127.0.0.1:{slow.getsockname()[1]}/skyhooks"
+    policy = RetryPolicy(attempts=1, timeout=0.5, deadline=5)
+    with Publisher("memory://", generate_secret(), retry=policy) as publisher:
+        publisher.store.add(url, {T42}, 60)
+        lags = lag_probe()
+        report = publisher.notify(A42, 1)
+        assert report.failed[url].startswith("timeout"), report
+        gevent.sleep(0.05)  # the probe's tick that spanned the send lands
+        assert len(lags) > 20 and max(lags) < 0.1, (len(lags), max(lags))
+    slow.close()
     print("ok")
 
 
