@@ -40,6 +40,24 @@ def test_standardwebhooks_verifies_what_we_sign(secret):
     assert payload == {"keys": {"a": 1}, "data": {"x": "é"}}
 
 
+@given(
+    message_id=st.text(min_size=1, max_size=40),
+    data=st.recursive(st.none() | st.integers() | st.text(), lambda c: st.lists(c, max_size=3), max_leaves=8),
+    timestamp=st.floats(min_value=0, max_value=4e9),
+    raw_key=st.binary(min_size=1, max_size=64),
+)
+def test_signatures_are_exactly_standardwebhooks_sign(message_id, data, timestamp, raw_key):
+    """Signer signs from a keyed HMAC copy, not through the package's sign(): same bytes."""
+    import base64
+
+    secret = "whsec_" + base64.b64encode(raw_key).decode()
+    message = Signer(secret).build({"a": 1}, data, message_id=message_id, timestamp=timestamp)
+    when = datetime.fromtimestamp(int(timestamp), tz=timezone.utc)
+    expected = standardwebhooks.Webhook(secret).sign(message_id, when, message.body.decode())
+    assert message.headers["webhook-signature"] == expected
+    assert message.headers["webhook-timestamp"] == str(int(timestamp))
+
+
 def test_we_verify_what_standardwebhooks_signs(secret, verifier):
     body = json.dumps({"keys": {"account_id": "7"}, "data": 1})
     now = datetime.now(tz=timezone.utc)
