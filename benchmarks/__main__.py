@@ -2,9 +2,11 @@
 
     python -m benchmarks all --quick     # every figure, short runs (a few minutes on 2 cores)
     python -m benchmarks all             # longer runs
-    python -m benchmarks throughput|latency|delivery|receive|stores|memory [--quick]
+    python -m benchmarks targets|throughput|latency|delivery|receive|stores|memory [--quick]
     python -m benchmarks report          # rebuild RESULTS.md and the plots from results/*.json
 
+0. targets: each target's configurations against their baselines, interleaved
+   round after round, medians (``benchmarks/targets.py``).
 1. throughput: delivered messages/s counted at the receivers' callbacks, one
    publisher process -> 1 and 4 instances, every adapter as receiver and every
    publisher (and batched with ``notify_many``), vs raw HTTP, Redis pub/sub and a
@@ -27,7 +29,7 @@ import time
 
 from benchmarks import report
 
-FIGURES = ["throughput", "latency", "receive", "stores", "memory"]
+FIGURES = ["targets", "throughput", "latency", "receive", "stores", "memory"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -54,6 +56,11 @@ def main(argv: list[str] | None = None) -> None:
     def log(line: str) -> None:
         print(f"[{time.monotonic() - started:6.1f}s] {line}", flush=True)
 
+    if "targets" in wanted:
+        from benchmarks import targets
+
+        log("0. the targets, interleaved")
+        report.save("targets", targets.run(args.quick, log), command)
     if wanted & {"throughput", "latency"}:
         from benchmarks import delivery
 
