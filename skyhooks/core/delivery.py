@@ -284,8 +284,11 @@ def notify_flow(
         store.lookup, (wanted,), getattr(store, "lookup_nowait", None)
     )
     routes: dict[str, list[int]] = {}  # url -> indexes of the messages it gets
-    for url, matched in targets.items():
-        routes[url] = [i for i, m in enumerate(messages) if m.topics & matched]
+    if len(messages) == 1:  # the common case: every URL found listens for it
+        routes = {url: [0] for url in targets}
+    else:
+        for url, matched in targets.items():
+            routes[url] = [i for i, m in enumerate(messages) if m.topics & matched]
     refused = {url: reason for url in routes if (reason := url_filter(url) if url_filter else None)}
     singles: dict[str, OutgoingMessage] = {}
 
@@ -327,6 +330,8 @@ def notify_flow(
         taken = [
             (messages[i].topics, carried[url, i][1]) for i in routes[url] if carried[url, i][0].delivered
         ]
+        if all(count != 0 for _, count in taken):
+            continue  # every message it took ran a callback there (or was a duplicate)
         unused = _unused_topics(targets[url], taken)
         if unused:
             # The instance has no callback for these topics any more (it missed an
@@ -382,6 +387,8 @@ def weight(messages: Iterable[EncodedMessage]) -> int:
 def _batches(indexes: list[int], messages: Sequence[EncodedMessage]) -> list[list[int]]:
     """Split one URL's messages into batches of at most MAX_BATCH messages and
     about BATCH_BYTES; a message bigger than that travels alone."""
+    if len(indexes) == 1:
+        return [indexes]
     batches: list[list[int]] = []
     current: list[int] = []
     size = 0
