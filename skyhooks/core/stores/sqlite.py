@@ -45,6 +45,9 @@ _UPSERT = (
     "ON CONFLICT (name, value, url) DO UPDATE SET expires_at = excluded.expires_at"
 )
 
+#: Seconds an event loop's reads may go on from a file removed or replaced meanwhile.
+_RECHECK = 0.25
+
 #: SQLITE_BUSY, SQLITE_LOCKED (primary result codes): a lock held elsewhere.
 _BUSY_CODES = (5, 6)
 
@@ -87,10 +90,19 @@ class SQLiteStore:
         """This thread's connection; with *nowait*, a second one that never waits
         for a lock (busy_timeout 0), for :meth:`lookup_nowait`."""
         kind = "nowait" if nowait else "conn"
-        held: tuple[sqlite3.Connection, int, tuple[int, int] | None] | None = getattr(self._local, kind, None)
+        held: tuple[sqlite3.Connection, int, tuple[int, int] | None, float] | None = getattr(
+            self._local, kind, None
+        )
         if held is not None:
-            conn, pid, file = held
+            conn, pid, file, checked = held
+            now = time.monotonic()
+            # The event loops' reads look at the file's identity at most every
+            # _RECHECK seconds (a stat is a quarter of a lookup's cost); writes, always.
+            if pid == os.getpid() and nowait and now - checked < _RECHECK:
+                return conn
             if pid == os.getpid() and file == self._file_identity():
+                if nowait:
+                    setattr(self._local, kind, (conn, pid, file, now))
                 return conn
             # The file was removed or replaced (or we were forked): a connection
             # to the old inode would write where nobody reads. Start afresh.
@@ -110,7 +122,7 @@ class SQLiteStore:
             except BaseException:
                 conn.close()
                 raise
-        setattr(self._local, kind, (conn, os.getpid(), self._file_identity()))
+        setattr(self._local, kind, (conn, os.getpid(), self._file_identity(), time.monotonic()))
         with self._lock:
             self._connections.append(conn)
         return conn
@@ -123,7 +135,7 @@ class SQLiteStore:
         return info.st_dev, info.st_ino
 
     def _forget(self, kind: str) -> None:
-        conn, pid, _ = getattr(self._local, kind)
+        conn, pid, _, _ = getattr(self._local, kind)
         with self._lock:
             if conn in self._connections:
                 self._connections.remove(conn)
