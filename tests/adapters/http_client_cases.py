@@ -5,12 +5,15 @@ way HTTP allows, and some it does not."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from skyhooks.core.errors import TransportError
 from skyhooks.core.http1 import MAX_REPLY
-from tests.support.raw_http import RawServer, hanging_server
+from tests.support.raw_http import RawServer, hanging_server, self_signed
 from tests.support.receiver import refused_url
 
 HEADERS = {"content-type": "application/json", "webhook-id": "msg_1"}
@@ -109,6 +112,32 @@ async def timeouts_refusals_and_header_injection(pool: Any) -> None:
         assert "line break" in str(exc) and server.requests == []
 
 
+async def https_verifies_the_certificate(pool: Any) -> None:
+    """A certificate the system trusts (here through SSL_CERT_FILE, read when the
+    client first connects over TLS) is accepted, over one kept-alive connection; one
+    it does not trust is an error, and the request never leaves."""
+    with tempfile.TemporaryDirectory() as trusted, tempfile.TemporaryDirectory() as other:
+        context, cert = self_signed(Path(trusted))
+        stranger, _ = self_signed(Path(other))
+        saved = os.environ.get("SSL_CERT_FILE")
+        os.environ["SSL_CERT_FILE"] = str(cert)
+        try:
+            with RawServer(lambda n, head, body: reply(), tls=context) as server:
+                assert server.url.startswith("https://")
+                for _ in range(2):
+                    result = await pool.post(server.url, HEADERS, b"{}", 2)
+                    assert (result.status, result.body) == (200, OK)
+                assert server.connections == 1 and len(server.requests) == 2
+            with RawServer(lambda n, head, body: reply(), tls=stranger) as server:
+                exc = await raises(("error",), pool.post(server.url, HEADERS, b"{}", 2))
+                assert server.requests == [], exc
+        finally:
+            if saved is None:
+                del os.environ["SSL_CERT_FILE"]
+            else:
+                os.environ["SSL_CERT_FILE"] = saved
+
+
 CASES = [
     posts_and_reuses_one_connection,
     reads_chunked_no_content_and_interim_replies_on_one_connection,
@@ -117,4 +146,5 @@ CASES = [
     a_fresh_connection_closed_unanswered_is_an_error,
     garbled_replies_are_errors,
     timeouts_refusals_and_header_injection,
+    https_verifies_the_certificate,
 ]

@@ -413,6 +413,34 @@ def scenario_bare_pywsgi() -> None:
 # -- the publisher --------------------------------------------------------------------------------
 
 
+def test_the_publishers_client_verifies_https_on_gevent_sockets():
+    run_scenario("https")
+
+
+def scenario_https() -> None:
+    """The case every HTTP client passes (tests/adapters/http_client_cases.py), on
+    gevent's socket and ssl modules, as the gevent Publisher sends."""
+    import gevent.socket
+    import gevent.ssl
+
+    from skyhooks._blocking_http import BlockingHttp1Pool
+    from tests.adapters.http_client_cases import https_verifies_the_certificate
+
+    class Blocking:  # the case awaits pool.post: here it simply blocks this greenlet
+        def __init__(self, pool: BlockingHttp1Pool) -> None:
+            self.pool = pool
+
+        async def post(self, *args: Any) -> Any:
+            return self.pool.post(*args)
+
+    pool = BlockingHttp1Pool(4, sockets=gevent.socket, tls=gevent.ssl)
+    case = https_verifies_the_certificate(Blocking(pool))
+    try:
+        case.send(None)
+    except StopIteration:
+        print("ok")
+
+
 def test_a_timed_out_send_gives_its_pooled_connection_back():
     run_scenario("timeout_releases_connection")
 

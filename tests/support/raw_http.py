@@ -4,15 +4,18 @@ a test wants (garbage included), to test HTTP clients of any framework."""
 from __future__ import annotations
 
 import socket
+import ssl
+import subprocess
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 #: reply(request_number, head, body) -> the bytes to answer, or None to close unanswered
 Script = Callable[[int, bytes, bytes], "bytes | None"]
 
 
 class RawServer:
-    def __init__(self, reply: Script, close_after: int = 0) -> None:
+    def __init__(self, reply: Script, close_after: int = 0, tls: ssl.SSLContext | None = None) -> None:
         self.reply = reply
         self.close_after = close_after  # close the connection after answering this request
         self.requests: list[tuple[bytes, bytes]] = []
@@ -21,7 +24,9 @@ class RawServer:
         self._sock = socket.socket()
         self._sock.bind(("127.0.0.1", 0))
         self._sock.listen(16)
-        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}/hook?x=1"
+        self._tls = tls
+        scheme = "https" if tls else "http"
+        self.url = f"{scheme}://127.0.0.1:{self._sock.getsockname()[1]}/hook?x=1"
         self._open: list[socket.socket] = []
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -49,6 +54,14 @@ class RawServer:
             with self._lock:
                 self.connections += 1
                 self._open.append(conn)
+            if self._tls is not None:
+                try:
+                    conn.settimeout(5)
+                    conn = self._tls.wrap_socket(conn, server_side=True)
+                    conn.settimeout(None)
+                except (OSError, ssl.SSLError):  # a client that refused our certificate
+                    conn.close()
+                    continue
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
@@ -86,3 +99,17 @@ def hanging_server() -> tuple[socket.socket, int]:
     sock.bind(("127.0.0.1", 0))
     sock.listen(16)
     return sock, sock.getsockname()[1]
+
+
+def self_signed(directory: Path) -> tuple[ssl.SSLContext, Path]:
+    """A server TLS context for 127.0.0.1 with a throw-away self-signed certificate
+    (Debian's openssl CLI), and the certificate's path, to be trusted as a CA."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context, cert
