@@ -15,24 +15,16 @@ from __future__ import annotations
 
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from .core.delivery import HTTPResult
 from .core.errors import TransportError
-from .core.http1 import ReplyParser, request_bytes
+from .core.http1 import IdleConnections, ReplyParser, Stale, request_bytes
 from .core.urls import Origin, split_target
 
 __all__ = ["BlockingHttp1Pool"]
-
-#: Instances with idle connections kept; beyond this the least recently used are closed.
-MAX_HOSTS = 256
-
-
-class _Stale(Exception):
-    """A pooled connection turned out closed before any reply byte came back."""
 
 
 class BlockingHttp1Pool:
@@ -41,10 +33,8 @@ class BlockingHttp1Pool:
     def __init__(self, per_origin: int, *, sockets: Any = socket, tls: Any = ssl) -> None:
         """*sockets* and *tls* are the ``socket`` and ``ssl`` modules to use:
         the gevent publisher passes gevent's, cooperative even unpatched."""
-        self.per_origin = per_origin
         self._sockets, self._tls_module = sockets, tls
-        self._idle: dict[Origin, list[socket.socket]] = {}
-        self._lock = threading.Lock()
+        self._idle: IdleConnections[socket.socket] = IdleConnections(per_origin, _close)
         self._tls: ssl.SSLContext | None = None
 
     def post(self, url: str, headers: Mapping[str, str], body: bytes, timeout: float) -> HTTPResult:
@@ -52,28 +42,19 @@ class BlockingHttp1Pool:
         origin, path = split_target(url)
         request = request_bytes(origin, path, headers, body)
         deadline = time.monotonic() + timeout
-        while True:  # pooled connections first; a stale one is dropped and the next tried
-            with self._lock:
-                idle = self._idle.get(origin)
-                sock = idle.pop() if idle else None
-            if sock is None:
-                break
+        while (sock := self._idle.take(origin)) is not None:  # a stale one: the next
             try:
                 return self._exchange(origin, sock, request, deadline, timeout)
-            except _Stale:
-                continue  # safe to send again: receivers drop duplicate webhook-ids
+            except Stale:
+                continue
         fresh = self._connect(origin, timeout)
         try:
             return self._exchange(origin, fresh, request, deadline, timeout)
-        except _Stale as exc:
+        except Stale as exc:
             raise TransportError("error", "the connection closed before any reply") from exc
 
     def close(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, {}
-        for socks in idle.values():
-            for sock in socks:
-                sock.close()
+        self._idle.close()
 
     def _connect(self, origin: Origin, timeout: float) -> socket.socket:
         scheme, host, port = origin
@@ -105,10 +86,10 @@ class BlockingHttp1Pool:
                 if data:
                     parser.feed(data)
                 elif not parser.started:
-                    raise _Stale
+                    raise Stale
                 else:
                     parser.eof()
-        except _Stale:
+        except Stale:
             sock.close()
             raise
         except TimeoutError as exc:  # before OSError: socket.timeout is one
@@ -120,28 +101,18 @@ class BlockingHttp1Pool:
         except OSError as exc:  # reset, broken pipe
             sock.close()
             if not parser.started and isinstance(exc, (ConnectionResetError, BrokenPipeError)):
-                raise _Stale from exc
+                raise Stale from exc
             raise TransportError("error", str(exc) or type(exc).__name__) from exc
         except BaseException:  # interrupted (gevent.Timeout, KeyboardInterrupt): state unknown
             sock.close()
             raise
         reply = parser.reply
         if reply.reusable:
-            self._checkin(origin, sock)
+            self._idle.put(origin, sock)
         else:
             sock.close()
         return HTTPResult(reply.status, reply.headers, reply.body)
 
-    def _checkin(self, origin: Origin, sock: socket.socket) -> None:
-        surplus = []
-        with self._lock:
-            idle = self._idle.pop(origin, [])
-            self._idle[origin] = idle  # re-inserted last: the dict runs from least to most recently used
-            if len(idle) < self.per_origin:
-                idle.append(sock)
-            else:
-                surplus.append(sock)
-            while len(self._idle) > MAX_HOSTS:
-                surplus.extend(self._idle.pop(next(iter(self._idle))))
-        for old in surplus:
-            old.close()
+
+def _close(sock: socket.socket) -> None:
+    sock.close()  # (a gevent socket is not a socket.socket: no unbound method)

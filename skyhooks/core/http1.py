@@ -15,16 +15,76 @@ is a few dozen bytes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from .errors import TransportError
 from .urls import Origin
 
-__all__ = ["MAX_HEAD", "MAX_REPLY", "Reply", "ReplyParser", "request_bytes"]
+__all__ = [
+    "MAX_HEAD",
+    "MAX_HOSTS",
+    "MAX_REPLY",
+    "IdleConnections",
+    "Reply",
+    "ReplyParser",
+    "Stale",
+    "request_bytes",
+]
 
 MAX_HEAD = 64 * 1024
 MAX_REPLY = 1024 * 1024
+#: Instances with idle connections kept; beyond this the least recently used are closed.
+MAX_HOSTS = 256
+
+C = TypeVar("C")
+
+
+class Stale(Exception):
+    """A kept-alive connection turned out closed before any reply byte came back:
+    the request may go again on a fresh one (receivers drop duplicate webhook-ids)."""
+
+
+class IdleConnections(Generic[C]):
+    """The clients' kept-alive connections: at most *per_origin* idle per origin,
+    and the least recently used origins' closed beyond :data:`MAX_HOSTS`.
+    Thread-safe; *close* is how a surplus connection is closed (outside the lock)."""
+
+    def __init__(self, per_origin: int, close: Callable[[C], None]) -> None:
+        self.per_origin = per_origin
+        self._close = close
+        self._idle: dict[Origin, list[C]] = {}  # least to most recently used
+        self._lock = threading.Lock()
+
+    def take(self, origin: Origin) -> C | None:
+        """An idle connection to *origin* (the last one put back), or None."""
+        with self._lock:
+            idle = self._idle.get(origin)
+            return idle.pop() if idle else None
+
+    def put(self, origin: Origin, conn: C) -> None:
+        """Keep *conn* for the next request to *origin*."""
+        surplus = []
+        with self._lock:
+            idle = self._idle.pop(origin, [])
+            self._idle[origin] = idle  # re-inserted last: most recently used
+            if len(idle) < self.per_origin:
+                idle.append(conn)
+            else:
+                surplus.append(conn)
+            while len(self._idle) > MAX_HOSTS:
+                surplus.extend(self._idle.pop(next(iter(self._idle))))
+        for old in surplus:
+            self._close(old)
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, {}
+        for conns in idle.values():
+            for conn in conns:
+                self._close(conn)
 
 
 def request_bytes(origin: Origin, path: str, headers: Mapping[str, str], body: bytes) -> bytes:

@@ -15,40 +15,30 @@ from collections.abc import Mapping
 
 from ..core.delivery import HTTPResult
 from ..core.errors import TransportError
-from ..core.http1 import ReplyParser, request_bytes
+from ..core.http1 import IdleConnections, ReplyParser, Stale, request_bytes
 from ..core.urls import Origin, split_target
 
 __all__ = ["Http1Pool"]
 
-#: Instances with idle connections kept; beyond this the least recently used are closed.
-MAX_HOSTS = 256
-
 _Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
-
-
-class _Stale(Exception):
-    """A pooled connection turned out closed before any reply byte came back."""
 
 
 class Http1Pool:
     """POSTs over pooled keep-alive connections, at most *per_origin* idle per instance."""
 
     def __init__(self, per_origin: int) -> None:
-        self.per_origin = per_origin
-        self._idle: dict[Origin, list[_Connection]] = {}
+        self._idle: IdleConnections[_Connection] = IdleConnections(per_origin, _abort)
         self._tls: ssl.SSLContext | None = None
 
     async def post(self, url: str, headers: Mapping[str, str], body: bytes, timeout: float) -> HTTPResult:
         """POST *body*; an :class:`HTTPResult` whatever the status, or :class:`TransportError`."""
         origin, path = split_target(url)
         request = request_bytes(origin, path, headers, body)
-        idle = self._idle.get(origin)
-        while idle:  # a pooled connection; a stale one is dropped and the next tried
-            conn = idle.pop()
+        while (conn := self._idle.take(origin)) is not None:  # a stale one: the next
             try:
                 return await self._exchange(origin, conn, request, timeout)
-            except _Stale:
-                continue  # safe to send again: receivers drop duplicate webhook-ids
+            except Stale:
+                continue
         try:
             conn = await asyncio.wait_for(self._connect(origin), timeout)
         except ConnectionRefusedError as exc:
@@ -59,14 +49,11 @@ class Http1Pool:
             raise TransportError("error", str(exc) or type(exc).__name__) from exc
         try:
             return await self._exchange(origin, conn, request, timeout)
-        except _Stale as exc:
+        except Stale as exc:
             raise TransportError("error", "the connection closed before any reply") from exc
 
     def close(self) -> None:
-        idle, self._idle = self._idle, {}
-        for conns in idle.values():
-            for _, writer in conns:
-                writer.transport.abort()
+        self._idle.close()
 
     async def _connect(self, origin: Origin) -> _Connection:
         scheme, host, port = origin
@@ -101,10 +88,10 @@ class Http1Pool:
                 elif expired:
                     raise TimeoutError
                 elif not parser.started:
-                    raise _Stale
+                    raise Stale
                 else:
                     parser.eof()
-        except _Stale:
+        except Stale:
             writer.transport.abort()
             raise
         except ValueError as exc:  # garbled, too big or cut short
@@ -115,7 +102,7 @@ class Http1Pool:
             if expired:
                 raise TransportError("timeout", f"no answer within {timeout:.1f}s") from exc
             if not parser.started:
-                raise _Stale from exc
+                raise Stale from exc
             raise TransportError("error", str(exc) or type(exc).__name__) from exc
         except BaseException:  # cancelled: the connection's state is unknown
             writer.transport.abort()
@@ -124,17 +111,11 @@ class Http1Pool:
             timer.cancel()
         reply = parser.reply
         if reply.reusable:
-            self._checkin(origin, conn)
+            self._idle.put(origin, conn)
         else:
             writer.transport.abort()
         return HTTPResult(reply.status, reply.headers, reply.body)
-    def _checkin(self, origin: Origin, conn: _Connection) -> None:
-        idle = self._idle.pop(origin, [])
-        self._idle[origin] = idle  # re-inserted last: the dict runs from least to most recently used
-        if len(idle) < self.per_origin:
-            idle.append(conn)
-        else:
-            conn[1].transport.abort()
-        while len(self._idle) > MAX_HOSTS:
-            for _, writer in self._idle.pop(next(iter(self._idle))):
-                writer.transport.abort()
+
+
+def _abort(conn: _Connection) -> None:
+    conn[1].transport.abort()

@@ -24,18 +24,11 @@ from twisted.web.client import BrowserLikePolicyForHTTPS
 
 from ..core.delivery import HTTPResult
 from ..core.errors import TransportError
-from ..core.http1 import Reply, ReplyParser, request_bytes
+from ..core.http1 import IdleConnections, Reply, ReplyParser, Stale, request_bytes
 from ..core.urls import Origin, split_target
 from ._endpoints import endpoint_for
 
 __all__ = ["Http1Pool"]
-
-#: Instances with idle connections kept; beyond this the least recently used are closed.
-MAX_HOSTS = 256
-
-
-class _Stale(Exception):
-    """A pooled connection turned out closed before any reply byte came back."""
 
 
 class _Connection(Protocol):
@@ -86,7 +79,7 @@ class _Connection(Protocol):
         if self.expired:
             self._fail(TimeoutError())
         elif not self._parser.started:
-            self._fail(_Stale())
+            self._fail(Stale())
         else:
             try:
                 self._parser.eof()
@@ -108,8 +101,7 @@ class Http1Pool:
 
     def __init__(self, reactor: Any, per_origin: int) -> None:
         self._reactor = reactor
-        self.per_origin = per_origin
-        self._idle: dict[Origin, list[_Connection]] = {}
+        self._idle: IdleConnections[_Connection] = IdleConnections(per_origin, _Connection.abort)
         self._tls = BrowserLikePolicyForHTTPS()
 
     def post(self, url: str, headers: Mapping[str, str], body: bytes, timeout: float) -> Deferred[HTTPResult]:
@@ -118,27 +110,22 @@ class Http1Pool:
         return Deferred.fromCoroutine(self._post(url, headers, body, timeout))
 
     def close(self) -> None:
-        idle, self._idle = self._idle, {}
-        for conns in idle.values():
-            for conn in conns:
-                conn.abort()
+        self._idle.close()
 
     async def _post(self, url: str, headers: Mapping[str, str], body: bytes, timeout: float) -> HTTPResult:
         origin, path = split_target(url)
         request = request_bytes(origin, path, headers, body)
-        idle = self._idle.get(origin)
-        while idle:  # a pooled connection; a stale one is dropped and the next tried
-            conn = idle.pop()
+        while (conn := self._idle.take(origin)) is not None:  # a stale one: the next
             if conn.closed:
                 continue
             try:
                 return await self._exchange(origin, conn, request, timeout)
-            except _Stale:
-                continue  # safe to send again: receivers drop duplicate webhook-ids
+            except Stale:
+                continue
         conn = await self._connect(origin, timeout)
         try:
             return await self._exchange(origin, conn, request, timeout)
-        except _Stale as exc:
+        except Stale as exc:
             raise TransportError("error", "the connection closed before any reply") from exc
 
     async def _connect(self, origin: Origin, timeout: float) -> _Connection:
@@ -174,18 +161,7 @@ class Http1Pool:
             if timer.active():
                 timer.cancel()
         if reply.reusable and not conn.closed:
-            self._checkin(origin, conn)
+            self._idle.put(origin, conn)
         else:
             conn.abort()
         return HTTPResult(reply.status, reply.headers, reply.body)
-
-    def _checkin(self, origin: Origin, conn: _Connection) -> None:
-        idle = self._idle.pop(origin, [])
-        self._idle[origin] = idle  # re-inserted last: the dict runs from least to most recently used
-        if len(idle) < self.per_origin:
-            idle.append(conn)
-        else:
-            conn.abort()
-        while len(self._idle) > MAX_HOSTS:
-            for old in self._idle.pop(next(iter(self._idle))):
-                old.abort()

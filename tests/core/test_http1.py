@@ -95,3 +95,21 @@ def test_request_bytes() -> None:
             request_bytes(("http", "h", 80), "/", bad, b"")
     with pytest.raises(TransportError):
         request_bytes(("http", "h", 80), "/a\r\nb", {}, b"")
+
+
+def test_idle_connections_keep_a_few_per_origin_and_the_recent_origins() -> None:
+    from skyhooks.core.http1 import MAX_HOSTS, IdleConnections
+
+    closed: list[str] = []
+    idle: IdleConnections[str] = IdleConnections(2, closed.append)
+    a = ("http", "a", 80)
+    for conn in ("a1", "a2", "a3"):
+        idle.put(a, conn)
+    assert closed == ["a3"]  # over per_origin
+    assert [idle.take(a), idle.take(a), idle.take(a)] == ["a2", "a1", None]  # last in, first out
+    idle.put(a, "a4")
+    for i in range(MAX_HOSTS):
+        idle.put(("http", f"h{i}", 80), f"h{i}")
+    assert closed == ["a3", "a4"]  # the least recently used origin went
+    idle.close()
+    assert len(closed) == 2 + MAX_HOSTS
