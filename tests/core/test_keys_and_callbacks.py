@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from skyhooks import InvalidKeysError, Topic
 from skyhooks.core import CallbackTable, topics_of, validate_keys
+from skyhooks.core.keys import checked_topics
 
 
 def test_topics_compare_values_as_strings():
@@ -106,3 +107,30 @@ def test_lone_surrogates_are_refused():
     with pytest.raises(InvalidKeysError, match="not valid Unicode"):
         validate_keys({"account_id": "\ud800"})
     assert validate_keys({"account_id": "café ☕"})
+
+
+def test_remembered_one_key_answers_never_admit_what_validation_refuses():
+    # A remembered {"ok": 1} must not let True (== 1, same hash) or 1.0 through.
+    assert checked_topics({"ok": 1}) == ({"ok": 1}, frozenset({Topic("ok", "1")}))
+    assert checked_topics({"ok": 1})[1] == topics_of({"ok": "1"})  # the remembered answer
+    for value in (True, 1.0):
+        with pytest.raises(InvalidKeysError):
+            checked_topics({"ok": value})
+
+
+def test_remembered_answers_match_validation_for_any_keys():
+    class Name(str):
+        pass
+
+    for keys in ({"a": "x"}, {"a": "x"}, {Name("a"): Name("x")}, {"a": 7, "b": "7"}):
+        checked, topics = checked_topics(keys)
+        assert checked == validate_keys(keys) and topics == topics_of(keys)
+
+
+def test_topic_is_a_hashable_ordered_value():
+    topic = Topic("account_id", "42")
+    assert str(topic) == "account_id=42" and topic.name == "account_id" and topic.value == "42"
+    assert sorted([Topic("b", "1"), Topic("a", "2"), Topic("a", "1")])[0] == Topic("a", "1")
+    assert {topic: 1}[Topic("account_id", "42")] == 1
+    with pytest.raises(AttributeError):
+        topic.name = "other"  # type: ignore[misc]

@@ -180,9 +180,10 @@ def test_unusable_secrets_say_how_to_make_one(secret):
         Signer(secret)
 
 
-def test_recent_ids_are_bounded_and_expire():
+@pytest.mark.parametrize("thread_safe", [True, False])
+def test_recent_ids_are_bounded_and_expire(thread_safe):
     now = [0.0]
-    recent = RecentIds(window=10, max_size=3, clock=lambda: now[0])
+    recent = RecentIds(window=10, max_size=3, clock=lambda: now[0], thread_safe=thread_safe)
     assert not recent.check_and_add("a")
     assert recent.check_and_add("a")
     for name in "bcd":
@@ -192,6 +193,10 @@ def test_recent_ids_are_bounded_and_expire():
     now[0] = 11
     assert not recent.check_and_add("e")
     assert len(recent) == 1  # the rest expired
+    now[0] = 15
+    assert recent.check_and_add("e")  # still within its window
+    now[0] = 21.5
+    assert not recent.check_and_add("e")  # expired even with no size pressure: new again
 
 
 def test_replies_from_foreign_receivers_count_as_one():
@@ -253,3 +258,30 @@ def test_batch_replies():
     reply = parse_reply(b'{"status":"ok","notified":4,"results":[3,1,null]}')
     assert reply.notified == 4 and reply.results == (3, 1, None)
     assert parse_reply(b'{"status":"ok","notified":4,"results":[true]}').results is None  # malformed: unknown
+
+
+@given(
+    st.one_of(
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+            lambda inner: st.lists(inner, max_size=3)
+            | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+            max_leaves=6,
+        ).map(json.dumps),
+        st.text(alphabet=' \t\n\r{}[]":,0123456789aenrstu\\.-+eE', max_size=12),
+    ),
+    st.sampled_from(["", " ", "\n", "\t \r\n", "x", " 1", "\u00a0"]),
+    st.sampled_from(["", " ", "\n\t"]),
+)
+def test_the_fast_json_decode_gives_the_decoders_answer(text, after, before):
+    from skyhooks.core.protocol import _DECODER, _decode
+
+    text = before + text + after
+
+    def outcome(decode):
+        try:
+            return "ok", decode(text)
+        except json.JSONDecodeError as exc:
+            return "error", str(exc)
+
+    assert outcome(_decode) == outcome(_DECODER.decode)
