@@ -23,7 +23,7 @@ def core(session: nox.Session) -> None:
     """The core with no framework, driver or extra installed: it must import and work alone."""
     run_pytest(
         session, "test", "tests/core", "tests/test_imports.py", "tests/test_publisher.py",
-        "tests/test_blocking_http.py",
+        "tests/test_blocking_http.py", "tests/test_asyncio_http.py", "tests/test_submit.py",
     )
 
 
@@ -40,7 +40,6 @@ def tests_tornado(session: nox.Session) -> None:
     run_pytest(
         session, "test,tornado,curl,mongodb",
         "tests/adapters/test_behaviour.py", "tests/adapters/test_tornado_specific.py",
-        "tests/adapters/test_tornado_http.py",
         "tests/test_coalescing.py",  # the blocking publisher's, and one with the Tornado publisher
         "--framework=tornado",
     )

@@ -2,7 +2,8 @@
 
     python -m benchmarks.sender KIND PLAN_JSON
 
-KIND is a skyhooks publisher (``blocking``, ``tornado``, ``gevent``, ``twisted``) or
+KIND is a skyhooks publisher (``blocking``, ``tornado``, ``gevent``, ``twisted``; ``submit``:
+the blocking publisher's ``submit`` from one thread) or
 a baseline (``raw``: an asyncio HTTP/1.1 keep-alive client POSTing the same signed
 bytes; ``redis``: redis-py ``PUBLISH``, unpipelined; ``socketio``: python-socketio's
 write-only ``RedisManager`` emitter). PLAN (JSON) holds ``mode`` (``throughput`` or
@@ -65,6 +66,8 @@ def make_sender(kind: str, plan: dict[str, Any]) -> tuple[Callable[..., Any], Ca
     """(send, close, style); style says how to run many sends at once:
     ``threads``, ``greenlets``, ``asyncio`` or ``twisted`` (send returns an awaitable)."""
     batch = plan.get("batch", 1)
+    if kind == "submit":
+        return submitter(plan)
     if kind in ("blocking", "gevent", "tornado", "twisted"):
         if kind == "blocking":
             from skyhooks import Publisher
@@ -118,6 +121,24 @@ def make_sender(kind: str, plan: dict[str, Any]) -> tuple[Callable[..., Any], Ca
 
         return emit, lambda: None, "threads"
     raise SystemExit(f"unknown sender {kind!r}")
+
+
+def submitter(plan: dict[str, Any]) -> tuple[Callable[..., Any], Callable[[], Any], str]:
+    """The blocking publisher's ``submit`` from one thread, at most ``in_flight``
+    unfinished (its ``max_pending``): many deliveries in flight without threads."""
+    from skyhooks import Publisher
+    from skyhooks._asyncio_publisher import AsyncioPublisher
+
+    post = AsyncioPublisher._send  # submit() sends from a publisher it makes on its loop
+
+    async def counted(self: Any, effect: Any) -> Any:
+        POSTS[0] += 1
+        return await post(self, effect)
+
+    AsyncioPublisher._send = counted  # type: ignore[method-assign]
+    options = {**plan.get("options", {}), "max_pending": plan["in_flight"]}
+    publisher = Publisher(plan["store"], plan["secret"], **options)
+    return (lambda target, data: publisher.submit(target["keys"], data)), publisher.close, "threads"
 
 
 class RawClient:

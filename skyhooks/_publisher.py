@@ -1,22 +1,29 @@
 """``skyhooks.Publisher``: the blocking publisher, for code with no event loop.
 
-A Celery task, a cron script, a WSGI view. Requests go over a small keep-alive
-HTTP/1.1 client on blocking sockets (``skyhooks/_blocking_http.py``), one pool of
-idle connections per instance shared by the calling threads; fan-out to several
-instances runs in a thread pool.
+A Celery task, a cron script, a WSGI view. ``notify`` runs in the calling
+thread: requests go over a small keep-alive HTTP/1.1 client on blocking
+sockets (``skyhooks/_blocking_http.py``), one pool of idle connections per
+instance shared by the calling threads; fan-out to several instances runs in a
+thread pool. ``submit`` hands the delivery to an asyncio loop in a thread of
+the publisher's own (``skyhooks/_background.py``) and returns a future at
+once, so one thread can keep many deliveries in flight.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from ._background import BackgroundLoop
 from ._blocking_http import BlockingHttp1Pool
-from .core.delivery import HTTPResult, Send
+from .core.delivery import HTTPResult, Send, run_async
+from .core.keys import Keys
 from .core.publisher import SyncPublisher
+from .core.values import DeliveryReport
 
 __all__ = ["Publisher"]
 
@@ -32,21 +39,98 @@ class Publisher(SyncPublisher):
     ``ValueError`` (``InvalidKeysError``/``InvalidDataError``) for bad input and
     :class:`skyhooks.StoreError` when the store cannot be read, before sending
     anything; every other failure is in the report.
+
+    ``max_pending`` bounds :meth:`submit`: with that many submitted messages
+    not yet delivered (or failed), ``submit`` waits for one to finish first.
     """
 
-    def __init__(self, store: Any, secret: str | bytes, **options: Any) -> None:
+    def __init__(self, store: Any, secret: str | bytes, *, max_pending: int = 1000, **options: Any) -> None:
+        if max_pending < 1:
+            raise ValueError("max_pending must be at least 1")
         super().__init__(store, secret, **options)
         self._http = BlockingHttp1Pool(self.concurrency)
         self._executor: ThreadPoolExecutor | None = None
         self._executor_lock = threading.Lock()
+        self.max_pending = max_pending
+        # submit()'s side: an asyncio publisher on a loop thread, made there once
+        # per process, sharing this one's store object (thread-safe, and not the
+        # loop's to close) and options.
+        self._loop_args = (secret, {**options, "max_in_flight": self.max_in_flight})
+        self._background: BackgroundLoop[Any] = BackgroundLoop(
+            self._loop_publisher, _close_loop_publisher, "skyhooks-submit"
+        )
+        self._submitted_lock = threading.Lock()
+        self._submitted_pid = 0
+        self._submitted: set[Future[Any]] = set()
+        self._pending = threading.BoundedSemaphore(max_pending)
+
+    def submit(self, keys: Keys, data: Any) -> Future[DeliveryReport]:
+        """Start delivering *data* to every callback listening for any of *keys*,
+        and return at once: a ``concurrent.futures.Future`` of the report.
+
+        For a task that sends many messages and need not wait for each one:
+        ``futures = [publisher.submit(keys, step) for step in steps]``, then
+        ``[f.result() for f in futures]`` (or ``concurrent.futures.wait``).
+        Deliveries from one thread then travel like the event-loop publishers'
+        (many in flight, coalesced per instance); ``notify`` from many threads
+        costs more per message, in thread switches.
+
+        Bad keys or data raise here, before anything is sent; a store that
+        cannot be read fails the future with :class:`skyhooks.StoreError`.
+        Blocks only while ``max_pending`` submissions are unfinished.
+        :meth:`close` waits for every submitted delivery to finish.
+        """
+        encoded = self._signer.encode(keys, data)  # bad input raises here, in the caller
+        pending, submitted = self._submissions()
+        pending.acquire()
+        try:
+            future: Future[DeliveryReport] = self._background.submit(
+                lambda publisher: _first(run_async(publisher._flow_of([encoded]), publisher._perform))
+            )
+        except BaseException:
+            pending.release()
+            raise
+        with self._submitted_lock:
+            submitted.add(future)
+
+        def finished(done: Future[DeliveryReport]) -> None:
+            with self._submitted_lock:
+                submitted.discard(done)
+            pending.release()
+
+        future.add_done_callback(finished)
+        return future
 
     def close(self) -> None:
-        """Close pooled connections and worker threads (and the store, if opened here)."""
+        """Wait for what was submitted, then close pooled connections and worker
+        threads (and the store, if opened here)."""
+        _, submitted = self._submissions()
+        with self._submitted_lock:
+            unfinished = list(submitted)
+        for future in unfinished:
+            future.exception()  # waits; its outcome is the submitter's to read
+        self._background.stop()
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
         self._http.close()
         super().close()
+
+    def _submissions(self) -> tuple[threading.BoundedSemaphore, set[Future[Any]]]:
+        """This process's bound and unfinished submissions: a forked child starts
+        with none (its parent's are the parent's to finish)."""
+        with self._submitted_lock:
+            if self._submitted_pid != os.getpid():
+                self._submitted_pid = os.getpid()
+                self._submitted = set()
+                self._pending = threading.BoundedSemaphore(self.max_pending)
+            return self._pending, self._submitted
+
+    def _loop_publisher(self) -> Any:
+        from ._asyncio_publisher import AsyncioPublisher
+
+        secret, options = self._loop_args
+        return AsyncioPublisher(self.store, secret, **options)
 
     def _map(self, fn: Callable[[Any], Any], items: Sequence[Any], limit: int) -> list[Any]:
         # The pool has `concurrency` threads; Gather's limit is that same number.
@@ -63,3 +147,11 @@ class Publisher(SyncPublisher):
 
     def _send(self, send: Send) -> HTTPResult:
         return self._http.post(send.url, send.headers, send.body, send.timeout)
+
+
+async def _first(reports: Any) -> DeliveryReport:
+    return (await reports)[0]  # type: ignore[no-any-return]
+
+
+def _close_loop_publisher(publisher: Any) -> None:
+    publisher.close()

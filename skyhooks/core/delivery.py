@@ -279,17 +279,26 @@ def notify_flow(
     simply not reported as pruned: the delivery outcome stands either way.
     ``url_filter(url)`` may refuse a URL by returning a reason.
     """
-    wanted = frozenset().union(*(m.topics for m in messages))
+    single = len(messages) == 1
+    wanted = messages[0].topics if single else frozenset().union(*(m.topics for m in messages))
     targets: Mapping[str, frozenset[Topic]] = yield Call(
         store.lookup, (wanted,), getattr(store, "lookup_nowait", None)
     )
-    routes: dict[str, list[int]] = {}  # url -> indexes of the messages it gets
-    if len(messages) == 1:  # the common case: every URL found listens for it
-        routes = {url: [0] for url in targets}
+    if not targets:  # nobody listens: nothing to send, prune or drop
+        return [DeliveryReport(message_id=m.id) for m in messages]
+    routes: dict[str, list[int]]  # url -> indexes of the messages it gets
+    if single:  # the common case: every URL found listens for it
+        routes = dict.fromkeys(targets, _ONLY)
     else:
-        for url, matched in targets.items():
-            routes[url] = [i for i, m in enumerate(messages) if m.topics & matched]
-    refused = {url: reason for url in routes if (reason := url_filter(url) if url_filter else None)}
+        routes = {
+            url: [i for i, m in enumerate(messages) if m.topics & matched] for url, matched in targets.items()
+        }
+    refused: dict[str, str] = {}
+    if url_filter is not None:
+        for url in routes:
+            reason = url_filter(url)
+            if reason:
+                refused[url] = reason
     singles: dict[str, OutgoingMessage] = {}
 
     def request_for(carried: Sequence[EncodedMessage]) -> OutgoingMessage:
@@ -301,37 +310,49 @@ def notify_flow(
         return singles[one.id]
 
     # One POST per URL, unless its messages would make a batch too big for a receiver.
-    posts = [(url, part) for url in routes if url not in refused for part in _batches(routes[url], messages)]
+    posts = [
+        (url, part)
+        for url, indexes in routes.items()
+        if url not in refused
+        for part in _batches(indexes, messages)
+    ]
     flows = [
         lanes.deliver(url, [messages[i] for i in part], request_for, policy)
         if lanes is not None
         else _alone(url, request_for([messages[i] for i in part]), policy, len(part))
         for url, part in posts
     ]
-    results: list[list[tuple[DeliveryOutcome, int | None]]] = (
-        (yield Gather(flows, concurrency)) if flows else []
-    )
-    # per (url, message index): the outcome of the POST that carried it, and its count
+    results: list[list[tuple[DeliveryOutcome, int | None]]]
+    if len(flows) == 1:  # one instance, the usual case: its flow inline, no fan-out to set up
+        results = [(yield from flows[0])]
+    else:
+        results = (yield Gather(flows, concurrency)) if flows else []
+    # per (url, message index): the outcome of the POST that carried it, and its count;
+    # and, in the same pass, the URLs found gone and those that took a message idly
     carried: dict[tuple[str, int], tuple[DeliveryOutcome, int | None]] = {}
+    gone: dict[str, str] = {}  # url -> why
+    idle: set[str] = set()
     for (url, part), result in zip(posts, results, strict=True):
-        carried.update(((url, i), got) for i, got in zip(part, result, strict=True))
-    outcomes = list({id(o): o for o, _ in carried.values()}.values())
+        for i, got in zip(part, result, strict=True):
+            carried[url, i] = got
+            outcome = got[0]
+            if outcome.delivered:
+                if got[1] == 0:
+                    idle.add(url)
+            elif outcome.gone and url not in gone:
+                gone[url] = outcome.reason
 
     pruned = set()
-    for url in {o.url for o in outcomes if o.gone}:
+    for url, why in gone.items():
         try:
             yield Call(store.remove_url, (url,))
         except Exception as exc:
             log.warning("could not prune dead %s: %s", url, exc)
         else:
-            log.info("pruned %s: %s", url, next(o.reason for o in outcomes if o.url == url and o.gone))
+            log.info("pruned %s: %s", url, why)
             pruned.add(url)
-    for url in {o.url for o in outcomes if o.delivered} - pruned:
-        taken = [
-            (messages[i].topics, carried[url, i][1]) for i in routes[url] if carried[url, i][0].delivered
-        ]
-        if all(count != 0 for _, count in taken):
-            continue  # every message it took ran a callback there (or was a duplicate)
+    for url in idle - pruned:
+        taken = [(messages[i].topics, got[1]) for i in routes[url] if (got := carried[url, i])[0].delivered]
         unused = _unused_topics(targets[url], taken)
         if unused:
             # The instance has no callback for these topics any more (it missed an
@@ -343,18 +364,23 @@ def notify_flow(
             else:
                 log.info("dropped topics %s of %s: nobody listens there", _names(unused), url)
 
-    addressed: list[list[str]] = [[] for _ in messages]  # per message, the URLs it went to
-    for url, indexes in routes.items():
-        for i in indexes:
-            addressed[i].append(url)
+    addressed: list[list[str]]  # per message, the URLs it went to
+    if single:
+        addressed = [list(routes)]
+    else:
+        addressed = [[] for _ in messages]
+        for url, indexes in routes.items():
+            for i in indexes:
+                addressed[i].append(url)
     reports = []
     for index, message in enumerate(messages):
         urls = addressed[index]
-        failed = {url: refused[url] for url in urls if url in refused}
+        failed = {}
         delivered = []
         notified = 0
         for url in urls:
-            if (url, index) not in carried:
+            if url in refused:
+                failed[url] = refused[url]
                 continue
             outcome, count = carried[url, index]
             if outcome.delivered:
@@ -369,10 +395,14 @@ def notify_flow(
                 delivered=frozenset(delivered),
                 failed=failed,
                 notified=notified,
-                pruned=frozenset(pruned.intersection(urls)),
+                pruned=frozenset(pruned.intersection(urls)) if pruned else _NONE,
             )
         )
     return reports
+
+
+_ONLY = [0]  # the routes of a single message: shared, never changed
+_NONE: frozenset[str] = frozenset()
 
 
 #: A batch stays under this many bytes, well inside a receiver's default 1 MiB limit.

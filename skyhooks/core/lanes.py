@@ -125,13 +125,13 @@ class Lanes:
             at += len(member.messages)
         with self._lock:
             handoff = self._next_lead(url, lane)
+        if handoff is not None:
+            handoff()  # first: the lane's next POST leaves while the others read their results
         for member, result in zip(batch, results, strict=True):
             if member is not ticket:
                 member.state = "done"
                 assert member.resolve is not None
                 member.resolve(result)
-        if handoff is not None:
-            handoff()
         return results[batch.index(ticket)]
 
     def _next_lead(self, url: str, lane: _Lane) -> Callable[[], None] | None:

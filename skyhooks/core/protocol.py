@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import json.encoder
 import math
 import os
 import secrets
@@ -120,6 +121,32 @@ class EncodedMessage:
 _DATA_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
+def _one_shot_encoder() -> Callable[[Any], str]:
+    """``_DATA_JSON.encode``, with the C encoder it builds on every call built once.
+
+    JSONEncoder.encode makes a new C encoder per call (1.5 us, half its cost on
+    a small message), and a message encodes its keys and its data. Built here
+    without the circular-reference check, whose memo would need resetting after
+    an error: a circular value still fails, with RecursionError, which
+    :meth:`Signer.encode` reports like any other. Where the C encoder is
+    missing (another Python), JSONEncoder.encode it is.
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return _DATA_JSON.encode
+    # (markers, default, encode_str, indent, key_separator, item_separator, sort_keys, skipkeys, allow_nan)
+    escape = json.encoder.encode_basestring_ascii
+    chunks = make(None, _DATA_JSON.default, escape, None, ":", ",", False, False, False)
+
+    def encode(value: Any) -> str:
+        return "".join(chunks(value, 0))
+
+    return encode
+
+
+_to_json = _one_shot_encoder()
+
+
 class _Ids:
     """Message ids: a random 96-bit prefix per process and a counter.
 
@@ -161,13 +188,13 @@ class Signer:
         """
         checked, topics = checked_topics(keys)
         try:
-            data_text = _DATA_JSON.encode(data)
+            data_text = _to_json(data)
         except (TypeError, ValueError, RecursionError) as exc:
             raise InvalidDataError(f"data cannot be sent as JSON: {exc}") from exc
         return EncodedMessage(
             message_id or _new_id("msg_"),
             topics,
-            f'"keys":{_DATA_JSON.encode(checked)},"data":{data_text}',
+            f'"keys":{_to_json(checked)},"data":{data_text}',
         )
 
     def sign(self, encoded: EncodedMessage, *, timestamp: float | None = None) -> OutgoingMessage:
@@ -501,6 +528,9 @@ def parse_reply(body: bytes) -> Reply:
     """Read an instance's 2xx answer. A receiver that is not skyhooks (any
     Standard Webhooks endpoint) may answer anything: count it as one delivery
     with an unknown number of callbacks, never as zero (which would prune it)."""
+    known = _KNOWN_REPLIES.get(body)
+    if known is not None:  # what skyhooks receivers answer a single message, byte for byte
+        return known
     try:
         payload = json.loads(body)
         notified = payload["notified"]
@@ -514,6 +544,10 @@ def parse_reply(body: bytes) -> Reply:
         return Reply(notified, bool(payload.get("duplicate", False)), results)
     except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
         return Reply(1, False)
+
+
+# A reply is parsed per POST; the usual ones are these exact bytes (ok_response's).
+_KNOWN_REPLIES = {response.body: Reply(n, False) for n, response in enumerate(_OK_RESPONSES)}
 
 
 def _is_count(value: Any) -> bool:

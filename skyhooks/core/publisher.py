@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import abc
-import concurrent.futures
 import functools
 import threading
 import time
@@ -14,7 +13,7 @@ from .delivery import Call, Effect, Flow, Gather, RetryPolicy, Send, Sleep, Wait
 from .errors import WouldBlock
 from .keys import Keys, Topic
 from .lanes import Lanes
-from .protocol import Signer
+from .protocol import EncodedMessage, Signer
 from .stores import open_store
 from .urls import UrlPolicy
 from .values import DeliveryReport
@@ -84,6 +83,10 @@ class BasePublisher(abc.ABC):
         encoded = [self._signer.encode(keys, data) for keys, data in messages]
         if not encoded:
             raise ValueError("nothing to publish: give at least one (keys, data) pair")
+        return self._flow_of(encoded)
+
+    def _flow_of(self, encoded: Sequence[EncodedMessage]) -> Flow[list[DeliveryReport]]:
+        """The notification flow of messages already encoded (by this or an equal Signer)."""
         return notify_flow(
             self._targets, encoded, self._signer, self.retry, self.concurrency, self._refusal, self._lanes
         )
@@ -223,8 +226,6 @@ class SyncPublisher(BasePublisher):
         def run(flow: Flow[Any]) -> Any:
             return run_sync(flow, self._perform)
 
-        if len(gather.flows) == 1:  # no hand-off for the common single-instance case
-            return [run(gather.flows[0])]
         return self._map(run, gather.flows, gather.limit)
 
     @abc.abstractmethod
@@ -237,18 +238,12 @@ class SyncPublisher(BasePublisher):
     def _call(self, fn: Callable[..., T], *args: Any) -> T:
         return fn(*args)
 
-    def _new_waiter(self) -> tuple[Any, Callable[[Any], None]]:
-        # Threads (and greenlets, when threading is monkey-patched): an Event-backed future.
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    def _new_waiter(self) -> tuple[_Waiter, Callable[[Any], None]]:
+        waiter = _Waiter()
+        return waiter, waiter.resolve
 
-        def resolve(value: Any) -> None:
-            if not future.done():
-                future.set_result(value)
-
-        return future, resolve
-
-    def _wait(self, waiter: Any) -> Any:
-        return waiter.result()
+    def _wait(self, waiter: _Waiter) -> Any:
+        return waiter.wait()
 
     def close(self) -> None:
         """Release connections (and the store, if it was opened from a URL here)."""
@@ -259,3 +254,31 @@ class SyncPublisher(BasePublisher):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class _Waiter:
+    """One value handed from one thread to another: a lock held from birth, released
+    once the value is in. (A ``concurrent.futures.Future`` does the same with a
+    Condition, a list of waiters and a new lock per wait: several times the cost,
+    paid for every message that waits in a lane.) Threads, or greenlets where
+    ``threading`` is monkey-patched, as the lock is made when the waiter is."""
+
+    __slots__ = ("_lock", "_resolved", "_value")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+        self._resolved = False
+        self._value: Any = None
+
+    def resolve(self, value: Any) -> None:
+        """Hand over *value*; later calls do nothing (see ``_new_waiter``)."""
+        if self._resolved:
+            return
+        self._resolved = True
+        self._value = value
+        self._lock.release()
+
+    def wait(self) -> Any:
+        self._lock.acquire()
+        return self._value

@@ -5,12 +5,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import treq
 from treq.client import HTTPClient
 from twisted.internet import error
-from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore, gatherResults, succeed
+from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore, fail, gatherResults, succeed
 from twisted.internet.defer import TimeoutError as DeferredTimeoutError
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThreadPool
@@ -26,13 +26,15 @@ from twisted.web.error import SchemeNotSupported
 from twisted.web.http_headers import Headers
 
 from ..core import BasePublisher
-from ..core.delivery import Flow, Gather, HTTPResult, Send, run_async
+from ..core.delivery import Effect, Flow, Gather, HTTPResult, Send
 from ..core.errors import TransportError
 from ..core.keys import Keys
 from ..core.values import DeliveryReport
 from ._http import Http1Pool
 
 __all__ = ["Publisher"]
+
+T = TypeVar("T")
 
 
 class Publisher(BasePublisher):
@@ -63,6 +65,7 @@ class Publisher(BasePublisher):
         # By default, skyhooks' own HTTP/1.1 client (less than half treq's CPU per POST here).
         self._http = Http1Pool(reactor, self.concurrency) if client is None else None
         self._client = client
+        self._firing: list[tuple[Deferred[Any], Any]] = []  # waiters resolved, to fire next turn
 
     def notify(self, keys: Keys, data: Any) -> Deferred[DeliveryReport]:
         """Deliver *data* to every callback listening for any of *keys*.
@@ -71,20 +74,20 @@ class Publisher(BasePublisher):
         :class:`skyhooks.StoreError` when the store cannot be read, before
         sending anything; every other failure is in the report.
         """
-        return Deferred.fromCoroutine(self._notify(keys, data))
+        return self._notify_many([(keys, data)]).addCallback(_first)
 
     def notify_many(self, messages: Iterable[tuple[Keys, Any]]) -> Deferred[list[DeliveryReport]]:
         """Deliver several ``(keys, data)`` messages: one lookup, one POST per
         instance (a batch where an instance gets more than one); a Deferred
         firing with a report per message."""
-        return Deferred.fromCoroutine(self._notify_many(list(messages)))
+        return self._notify_many(list(messages))
 
-    async def _notify(self, keys: Keys, data: Any) -> DeliveryReport:
-        return (await self._notify_many([(keys, data)]))[0]
-
-    async def _notify_many(self, messages: list[tuple[Keys, Any]]) -> list[DeliveryReport]:
-        # Inside the coroutine, so bad input fails the Deferred like any other error.
-        return await run_async(self._flow(messages), self._perform)
+    def _notify_many(self, messages: list[tuple[Keys, Any]]) -> Deferred[list[DeliveryReport]]:
+        try:
+            flow = self._flow(messages)
+        except Exception:
+            return fail()  # bad input fails the Deferred like any other error
+        return self._run(flow)
 
     def close(self) -> Deferred[None]:
         """Close pooled connections (and the store, if opened here)."""
@@ -94,8 +97,6 @@ class Publisher(BasePublisher):
         return succeed(None)
 
     def _gather(self, gather: Gather) -> Deferred[list[Any]]:
-        if len(gather.flows) == 1:  # one instance: no semaphore to set up
-            return self._run(gather.flows[0]).addCallback(lambda result: [result])
         semaphore = DeferredSemaphore(gather.limit)
         runs = [semaphore.run(self._run, flow) for flow in gather.flows]
         return gatherResults(runs, consumeErrors=True)
@@ -104,8 +105,8 @@ class Publisher(BasePublisher):
         pool = self._threadpool or self._reactor.getThreadPool()
         return deferToThreadPool(self._reactor, pool, fn, *args)
 
-    def _done(self, value: Any) -> Deferred[Any]:
-        return succeed(value)
+    def _done(self, value: Any) -> Any:
+        return value  # run_deferred takes a plain value as an effect already done
 
     def _sleep(self, seconds: float) -> Deferred[None]:
         return deferLater(self._reactor, seconds, lambda: None)
@@ -113,16 +114,24 @@ class Publisher(BasePublisher):
     def _new_waiter(self) -> tuple[Deferred[Any], Callable[[Any], None]]:
         waiter: Deferred[Any] = Deferred()
 
-        def fire(value: Any) -> None:
+        # On the next reactor turn, not inside the caller's stack: the waiting flow
+        # resumes (and may send a batch) without nesting in the flow that resolved it.
+        # One timed call fires every waiter resolved in this turn (a batch's worth).
+        def resolve(value: Any) -> None:
+            if not self._firing:
+                self._reactor.callLater(0, self._fire)
+            self._firing.append((waiter, value))
+
+        return waiter, resolve
+
+    def _fire(self) -> None:
+        firing, self._firing = self._firing, []
+        for waiter, value in firing:
             if not waiter.called:  # a cancelled caller's Deferred has fired already
                 waiter.callback(value)
 
-        # On the next reactor turn, not inside the caller's stack: the waiting flow
-        # resumes (and may send a batch) without nesting in the flow that resolved it.
-        return waiter, lambda value: self._reactor.callLater(0, fire, value)
-
     def _run(self, flow: Flow[Any]) -> Deferred[Any]:
-        return Deferred.fromCoroutine(run_async(flow, self._perform))
+        return run_deferred(flow, self._perform)
 
     def _send(self, send: Send) -> Deferred[HTTPResult]:
         if self._http is not None:
@@ -156,6 +165,84 @@ class Publisher(BasePublisher):
         timer = self._reactor.callLater(send.timeout, expire)
         exchange.addBoth(_cancelling, timer)
         return exchange.addErrback(translate)
+
+
+def run_deferred(flow: Flow[T], perform: Callable[[Effect], Deferred[Any]]) -> Deferred[T]:
+    """Drive *flow* with a ``perform`` that returns Deferreds: a Deferred of its result.
+
+    What :func:`~skyhooks.core.delivery.run_async` does under
+    ``Deferred.fromCoroutine``, without a coroutine between the flow and its
+    Deferreds: an effect done already (a plain value, or a Deferred fired
+    already) goes straight back into the flow, and one still waiting costs one
+    ``addBoth``, where ``Deferred.fromCoroutine`` costs a trampoline per await.
+    Cancelling the result closes the flow and cancels what it waited on.
+    """
+    waiting: list[Deferred[Any] | None] = [None]  # the effect's Deferred, while the flow waits on it
+    cancelled = False
+
+    def cancel(_: Deferred[T]) -> None:
+        # As run_async does for a cancelled task: close the flow, so its cleanups
+        # run now (a lane hands its work on) and it learns nothing more; then stop
+        # what it waited on. Twisted then fails `result` with CancelledError.
+        nonlocal cancelled
+        cancelled = True
+        effect, waiting[0] = waiting[0], None
+        flow.close()
+        if effect is not None:
+            effect.cancel()
+
+    result: Deferred[T] = Deferred(cancel)
+
+    def advance(value: Any, error: BaseException | None) -> None:
+        while True:
+            try:
+                effect = flow.send(value) if error is None else flow.throw(error)
+            except StopIteration as stop:
+                result.callback(stop.value)
+                return
+            except BaseException:
+                result.errback(Failure())
+                return
+            try:
+                pending = perform(effect)
+            except Exception as exc:
+                value, error = None, exc
+                continue
+            if not isinstance(pending, Deferred):  # done already (a store read in place)
+                value, error = pending, None
+                continue
+            # The trick of inlineCallbacks: learn whether it fires within addBoth.
+            now: list[Any] = []
+
+            def resume(outcome: Any, now: list[Any] = now) -> None:
+                if not now:
+                    now.append(outcome)  # fired at once: the loop below takes it
+                    return
+                if cancelled:
+                    return  # the flow is closed; this is the effect's own cancellation
+                waiting[0] = None
+                if isinstance(outcome, Failure):
+                    advance(None, outcome.value)
+                else:
+                    advance(outcome, None)
+
+            pending.addBoth(resume)
+            if not now:
+                now.append(None)  # (marks "not at once" for resume)
+                waiting[0] = pending
+                return
+            outcome = now[0]
+            if isinstance(outcome, Failure):
+                value, error = None, outcome.value
+            else:
+                value, error = outcome, None
+
+    advance(None, None)
+    return result
+
+
+def _first(reports: list[DeliveryReport]) -> DeliveryReport:
+    return reports[0]
 
 
 def _read(response: Any) -> Deferred[HTTPResult]:

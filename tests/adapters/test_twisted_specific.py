@@ -26,7 +26,7 @@ import itertools
 
 from treq.testing import StubTreq
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
 from twisted.internet.testing import MemoryReactorClock
@@ -364,6 +364,48 @@ class RealSocketTests(TestCase):
         self.assertEqual(report.pruned, {refused})
         # the cancelled connections must be gone before trial checks the reactor is clean
         await deferLater(reactor, 0.05, lambda: None)
+
+    async def test_a_cancelled_caller_leaves_the_lane_moving(self) -> None:
+        """A queued notify cancelled is not sent; a sending one cancelled hands
+        what waits behind it to the next caller (the Deferred driver's cancel)."""
+        from tests.support.receiver import Receiver
+
+        def carried(request: dict[str, Any]) -> list[str]:
+            payload = json.loads(request["body"])
+            if "messages" in payload:
+                return [m["id"] for m in payload["messages"]]
+            return [{k.lower(): v for k, v in request["headers"].items()}["webhook-id"]]
+
+        for cancel in ("queued", "lead"):
+            with Receiver(["sleep:0.4", 200]) as receiver:
+                store = MemoryStore()
+                store.add(receiver.url, {T42}, ttl=60)
+                publisher = self.publisher(
+                    store, retry=RetryPolicy(attempts=1, deadline=5, timeout=2), max_in_flight=1
+                )
+                lead = publisher.notify(A42, "lead")
+                await deferLater(reactor, 0.1, lambda: None)
+                queued = [publisher.notify(A42, i) for i in range(3)]
+                await deferLater(reactor, 0.05, lambda: None)
+                (lead if cancel == "lead" else queued[0]).cancel()
+                results = []
+                for notified in (lead, *queued):
+                    try:
+                        results.append(await notified)
+                    except CancelledError as exc:
+                        results.append(exc)
+                await deferLater(reactor, 0.45, lambda: None)  # the lead's abandoned POST ends
+                posts = [carried(request) for request in receiver.requests]
+            if cancel == "queued":
+                self.assertIsInstance(results[1], CancelledError)
+                self.assertTrue(results[0].ok and results[2].ok and results[3].ok)
+                self.assertEqual(
+                    posts, [[results[0].message_id], [results[2].message_id, results[3].message_id]]
+                )
+            else:
+                self.assertIsInstance(results[0], CancelledError)
+                self.assertTrue(all(report.ok for report in results[1:]))
+                self.assertEqual(sorted(posts[1]), sorted(report.message_id for report in results[1:]))
 
     async def test_a_declared_oversized_body_is_answered_413_from_the_headers(self) -> None:
         registry = self.serve(MemoryStore(), max_body_size=1000)

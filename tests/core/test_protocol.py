@@ -164,6 +164,33 @@ def test_any_json_data_round_trips(data):
     assert Verifier(secret).parse("POST", message.headers, message.body).messages[0].message.data == data
 
 
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+        lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
+        max_leaves=20,
+    )
+)
+def test_data_encodes_exactly_as_the_json_encoder_does(data):
+    from skyhooks.core.protocol import _DATA_JSON, _to_json
+
+    def outcome(encode):
+        try:
+            return encode(data)
+        except ValueError as exc:  # NaN and the infinities
+            return type(exc), str(exc)
+
+    assert outcome(_to_json) == outcome(_DATA_JSON.encode)
+
+
+def test_unencodable_data_is_refused_as_invalid(secret):
+    circular: list = []
+    circular.append(circular)
+    for data in (circular, {1j: 2}, {"x": float("nan")}, b"bytes"):
+        with pytest.raises(InvalidDataError):
+            Signer(secret).encode({"a": 1}, data)
+
+
 def test_bad_data_and_keys_fail_before_sending(secret):
     signer = Signer(secret)
     with pytest.raises(InvalidDataError):

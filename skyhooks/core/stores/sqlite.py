@@ -45,7 +45,7 @@ _UPSERT = (
     "ON CONFLICT (name, value, url) DO UPDATE SET expires_at = excluded.expires_at"
 )
 
-#: Seconds an event loop's reads may go on from a file removed or replaced meanwhile.
+#: Seconds reads may go on from a file removed or replaced meanwhile (writes never do).
 _RECHECK = 0.25
 
 #: SQLITE_BUSY, SQLITE_LOCKED (primary result codes): a lock held elsewhere.
@@ -86,24 +86,24 @@ class SQLiteStore:
 
     # -- connections -----------------------------------------------------
 
-    def _connection(self, nowait: bool = False) -> sqlite3.Connection:
+    def _connection(self, nowait: bool = False, *, reading: bool = False) -> sqlite3.Connection:
         """This thread's connection; with *nowait*, a second one that never waits
-        for a lock (busy_timeout 0), for :meth:`lookup_nowait`."""
+        for a lock (busy_timeout 0), for :meth:`lookup_nowait` (which only reads)."""
         kind = "nowait" if nowait else "conn"
         held: tuple[sqlite3.Connection, int, tuple[int, int] | None, float] | None = getattr(
             self._local, kind, None
         )
         if held is not None:
             conn, pid, file, checked = held
-            now = time.monotonic()
-            # The event loops' reads look at the file's identity at most every
-            # _RECHECK seconds (a stat is a quarter of a lookup's cost); writes, always.
-            if pid == os.getpid() and nowait and now - checked < _RECHECK:
-                return conn
-            if pid == os.getpid() and file == self._file_identity():
-                if nowait:
+            if pid == os.getpid():
+                now = time.monotonic()
+                # Reads look at the file's identity at most every _RECHECK seconds
+                # (a stat is a third of a lookup's cost); writes, always.
+                if (reading or nowait) and now - checked < _RECHECK:
+                    return conn
+                if file == self._file_identity():
                     setattr(self._local, kind, (conn, pid, file, now))
-                return conn
+                    return conn
             # The file was removed or replaced (or we were forked): a connection
             # to the old inode would write where nobody reads. Start afresh.
             self._forget(kind)
@@ -189,7 +189,7 @@ class SQLiteStore:
 
     def lookup(self, topics: Iterable[Topic]) -> dict[str, frozenset[Topic]]:
         with map_exceptions(_ERRORS, "sqlite store lookup"):
-            return self._lookup(self._connection(), topics)
+            return self._lookup(self._connection(reading=True), topics)
 
     def lookup_nowait(self, topics: Iterable[Topic]) -> dict[str, frozenset[Topic]]:
         """:meth:`lookup`, or :class:`WouldBlock` where that would wait for a lock.
@@ -230,7 +230,7 @@ class SQLiteStore:
 
     def subscriptions(self, topics: Iterable[Topic] | None = None) -> list[Subscription]:
         now = self._clock()
-        conn = self._connection()
+        conn = self._connection(reading=True)
         with map_exceptions(_ERRORS, "sqlite store subscriptions"):
             if topics is None:
                 rows = conn.execute(

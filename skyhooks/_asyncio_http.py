@@ -1,4 +1,5 @@
-"""A small HTTP/1.1 keep-alive client on asyncio streams: the Tornado publisher's default.
+"""A small HTTP/1.1 keep-alive client on asyncio streams: the asyncio publishers'
+(Tornado's default, and the blocking publisher's :meth:`~skyhooks.Publisher.submit`).
 
 The protocol is :mod:`skyhooks.core.http1` (sans-IO, shared with the Twisted
 publisher's client); this adds pooled connections per origin, one write per
@@ -13,10 +14,10 @@ import socket
 import ssl
 from collections.abc import Mapping
 
-from ..core.delivery import HTTPResult
-from ..core.errors import TransportError
-from ..core.http1 import IdleConnections, ReplyParser, Stale, request_bytes
-from ..core.urls import Origin, split_target
+from .core.delivery import HTTPResult
+from .core.errors import TransportError
+from .core.http1 import IdleConnections, ReplyParser, Stale, request_bytes
+from .core.urls import Origin, split_target
 
 __all__ = ["Http1Pool"]
 

@@ -1,5 +1,5 @@
-"""The Tornado publisher's own HTTP/1.1 client (skyhooks/tornado/_http.py, asyncio
-streams): every case of ``http_client_cases``."""
+"""The asyncio publishers' own HTTP/1.1 client (skyhooks/_asyncio_http.py, asyncio
+streams, no framework): every case of ``http_client_cases``."""
 
 from __future__ import annotations
 
@@ -8,11 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
+from skyhooks._asyncio_http import Http1Pool
 from tests.adapters.http_client_cases import CASES
-
-pytest.importorskip("tornado")
-
-from skyhooks.tornado._http import Http1Pool
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.__name__)

@@ -1,0 +1,139 @@
+"""``skyhooks.Publisher.submit``: deliveries handed to the publisher's own loop
+thread, a future each, against real HTTP receivers on 127.0.0.1 (and a real
+fork, for the Celery prefork case)."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import threading
+import time
+from concurrent.futures import Future
+
+import pytest
+
+from skyhooks import InvalidDataError, InvalidKeysError, Publisher, RetryPolicy, StoreError, Topic, open_store
+from tests.support.receiver import Receiver
+
+T42 = Topic("account_id", "42")
+FAST = RetryPolicy(attempts=2, backoff=0.05, max_backoff=0.2, deadline=5, timeout=2)
+
+
+@pytest.fixture
+def store(sqlite_url):
+    store = open_store(sqlite_url)
+    yield store
+    store.close()
+
+
+def carried(request: dict) -> int:
+    payload = json.loads(request["body"])
+    return len(payload["messages"]) if "messages" in payload else 1
+
+
+def test_submitted_messages_all_arrive_each_with_its_report(store, secret):
+    with Receiver(["sleep:0.05", 200]) as r:
+        store.add(r.url, {T42}, ttl=60)
+        with Publisher(store, secret, retry=FAST) as publisher:
+            futures = [publisher.submit({"account_id": 42}, {"i": i}) for i in range(50)]
+            assert all(isinstance(f, Future) for f in futures)
+            reports = [f.result(10) for f in futures]
+        assert all(rep.delivered == {r.url} and rep.notified == 1 for rep in reports)
+        assert len({rep.message_id for rep in reports}) == 50
+        # Submitted together behind a slow first POST, they coalesced into few POSTs.
+        assert sum(carried(q) for q in r.requests) == 50
+        assert len(r.requests) < 50
+        sent = [json.loads(q["body"]) for q in r.requests]
+        data = [m["data"]["i"] for p in sent for m in p.get("messages", [p])]
+        assert sorted(data) == list(range(50))
+
+
+def test_bad_input_raises_from_submit_itself(store, secret):
+    with Receiver() as r, Publisher(store, secret) as publisher:
+        store.add(r.url, {T42}, ttl=60)
+        with pytest.raises(InvalidKeysError):
+            publisher.submit({"account id": 42}, 1)
+        with pytest.raises(InvalidDataError):
+            publisher.submit({"account_id": 42}, {"x": float("nan")})
+        assert r.count == 0
+
+
+def test_a_store_that_cannot_be_read_fails_the_future(tmp_path, secret):
+    with Publisher(f"sqlite:///{tmp_path}/missing/dir/hooks.db", secret) as publisher:
+        future = publisher.submit({"account_id": 42}, 1)
+        with pytest.raises(StoreError):
+            future.result(10)
+
+
+def test_failures_are_in_the_report_not_lost(store, secret):
+    with Receiver([500]) as r, Publisher(store, secret, retry=FAST) as publisher:
+        store.add(r.url, {T42}, ttl=60)
+        report = publisher.submit({"account_id": 42}, 1).result(10)
+    assert not report.ok and report.failed[r.url].startswith("HTTP 500")
+
+
+def test_max_pending_makes_submit_wait_and_close_waits_for_everything(store, secret):
+    with Receiver(["sleep:0.5"]) as r:
+        store.add(r.url, {T42}, ttl=60)
+        publisher = Publisher(store, secret, retry=FAST, max_pending=2, max_in_flight=2)
+        first = [publisher.submit({"account_id": 42}, i) for i in range(2)]
+        third: list[Future] = []
+        waiter = threading.Thread(target=lambda: third.append(publisher.submit({"account_id": 42}, 2)))
+        waiter.start()
+        waiter.join(0.25)
+        assert waiter.is_alive() and not third  # two unfinished: the third waits
+        waiter.join(5)
+        assert third and any(f.done() for f in first)  # admitted once one had finished
+        publisher.close()  # waits for the third to be delivered
+        assert third[0].done() and third[0].result().ok
+        assert r.count == 3
+    with pytest.raises(ValueError, match="max_pending"):
+        Publisher(store, secret, max_pending=0)
+
+
+def _submit_in_child(publisher: Publisher, queue: multiprocessing.Queue) -> None:
+    report = publisher.submit({"account_id": 42}, "from the child").result(10)
+    queue.put((os.getpid(), report.ok, report.message_id))
+
+
+def test_a_forked_child_gets_a_loop_of_its_own(store, secret):
+    """Celery's prefork pool: a publisher made (and used) in the parent, then forked."""
+    with Receiver() as r:
+        store.add(r.url, {T42}, ttl=60)
+        with Publisher(store, secret, retry=FAST) as publisher:
+            before = publisher.submit({"account_id": 42}, "parent").result(10)
+            fork = multiprocessing.get_context("fork")
+            queue: multiprocessing.Queue = fork.Queue()
+            child = fork.Process(target=_submit_in_child, args=(publisher, queue))
+            child.start()
+            pid, ok, child_id = queue.get(timeout=20)
+            child.join(20)
+            after = publisher.submit({"account_id": 42}, "parent again").result(10)
+        assert child.exitcode == 0 and pid != os.getpid() and ok
+        assert before.ok and after.ok
+        assert len({before.message_id, child_id, after.message_id}) == 3  # the child's ids are its own
+        assert r.count == 3
+
+
+def test_many_threads_may_submit_at_once(store, secret):
+    with Receiver() as r, Publisher(store, secret, retry=FAST, max_pending=8) as publisher:
+        store.add(r.url, {T42}, ttl=60)
+        futures: list[Future] = []
+        lock = threading.Lock()
+
+        def run(n: int) -> None:
+            for i in range(25):
+                future = publisher.submit({"account_id": 42}, {"thread": n, "i": i})
+                with lock:
+                    futures.append(future)
+
+        threads = [threading.Thread(target=run, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(20)
+        reports = [f.result(10) for f in futures]
+        assert len(reports) == 100 and all(rep.ok for rep in reports)
+        time.sleep(0.05)
+        assert sum(carried(q) for q in r.requests) == 100
