@@ -2,10 +2,12 @@
 many deliveries in flight at once (:meth:`skyhooks.Publisher.submit`).
 
 Started on first use and anew in a forked child (a Celery worker's children
-inherit the parent's objects, never its threads). Coroutines are handed over
-through a queue with one wake-up of the loop per burst: each
-``call_soon_threadsafe`` writes to the loop's self-pipe, and a caller
-submitting thousands of messages needs one write, not thousands.
+inherit the parent's objects, never its threads). Items are handed over
+through a queue with one wake-up of the loop per burst (each
+``call_soon_threadsafe`` writes to the loop's self-pipe), and what a burst
+brought is run as one group: submissions that arrive while the loop is busy
+travel together, the way the publishers' lanes coalesce what waits for a busy
+instance. At low rates a burst is one item, handled at once.
 """
 
 from __future__ import annotations
@@ -15,47 +17,54 @@ import concurrent.futures
 import os
 import threading
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Generic, TypeVar
 
 __all__ = ["BackgroundLoop"]
 
-T = TypeVar("T")
-S = TypeVar("S")
+S = TypeVar("S")  # the state made on the loop
+I = TypeVar("I")  # an item submitted  # noqa: E741
+R = TypeVar("R")  # its result
 
 
-class BackgroundLoop(Generic[S]):
-    """Runs coroutines on a loop thread; thread-safe.
+class BackgroundLoop(Generic[S, I, R]):
+    """Runs submitted items, in groups, on a loop thread; thread-safe.
 
-    *setup* runs on the loop thread once per process, before the first
-    coroutine, and makes the state they share there (connection pools bound to
-    that loop); each submitted function receives it.
+    *setup* runs on the loop thread once per process, before the first group,
+    and makes the state the groups share there (connection pools bound to that
+    loop); ``run(state, items)`` handles one group and returns a result per
+    item, in order; *teardown* gets the state when the loop stops.
     """
 
-    def __init__(self, setup: Callable[[], S], teardown: Callable[[S], None], name: str) -> None:
-        self._setup, self._teardown, self._name = setup, teardown, name
+    def __init__(
+        self,
+        setup: Callable[[], S],
+        run: Callable[[S, Sequence[I]], Coroutine[Any, Any, Sequence[R]]],
+        teardown: Callable[[S], None],
+        name: str,
+    ) -> None:
+        self._setup, self._run_group, self._teardown, self._name = setup, run, teardown, name
         self._lock = threading.Lock()
         self._pid = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._state: S | None = None
-        self._queue: deque[tuple[Callable[[S], Coroutine[Any, Any, Any]], concurrent.futures.Future[Any]]]
-        self._queue = deque()
+        self._queue: deque[tuple[I, concurrent.futures.Future[R]]] = deque()
         self._woken = False
 
-    def submit(self, make: Callable[[S], Coroutine[Any, Any, T]]) -> concurrent.futures.Future[T]:
-        """Run ``make(state)`` on the loop; a future of its result."""
-        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+    def submit(self, item: I) -> concurrent.futures.Future[R]:
+        """Run *item* (with whatever else is waiting) on the loop; a future of its result."""
+        future: concurrent.futures.Future[R] = concurrent.futures.Future()
         with self._lock:
             loop = self._running()
-            self._queue.append((make, future))
+            self._queue.append((item, future))
             wake, self._woken = not self._woken, True
         if wake:
             loop.call_soon_threadsafe(self._drain)
         return future
 
     def stop(self) -> None:
-        """Stop the loop (after what it is running now) and wait for its thread."""
+        """Stop the loop (cancelling what still runs) and wait for its thread."""
         with self._lock:
             loop, thread = self._loop, self._thread
             mine = self._pid == os.getpid()
@@ -76,35 +85,38 @@ class BackgroundLoop(Generic[S]):
         self._pid, self._queue, self._woken, self._state = os.getpid(), deque(), False, None
         loop = self._loop = asyncio.new_event_loop()
         started = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(loop, started), name=self._name, daemon=True)
+        self._thread = threading.Thread(
+            target=self._serve, args=(loop, started), name=self._name, daemon=True
+        )
         self._thread.start()
         started.wait()
         return loop
 
     # -- on the loop's thread -------------------------------------------------------
 
-    def _run(self, loop: asyncio.AbstractEventLoop, started: threading.Event) -> None:
+    def _serve(self, loop: asyncio.AbstractEventLoop, started: threading.Event) -> None:
         asyncio.set_event_loop(loop)
         loop.call_soon(started.set)
         loop.run_forever()
 
     def _drain(self) -> None:
         with self._lock:
-            items, self._queue, self._woken = self._queue, deque(), False
+            queued, self._queue, self._woken = self._queue, deque(), False
+        live = [(item, future) for item, future in queued if future.set_running_or_notify_cancel()]
+        if not live:
+            return  # every one was cancelled before it started
         if self._state is None:
             self._state = self._setup()
-        loop = asyncio.get_running_loop()
-        for make, future in items:
-            if not future.set_running_or_notify_cancel():
-                continue  # cancelled before it started
-            task = loop.create_task(make(self._state))
-            task.add_done_callback(lambda done, future=future: _settle(future, done))  # type: ignore[misc]
+        futures = [future for _, future in live]
+        group = self._run_group(self._state, [item for item, _ in live])
+        task = asyncio.ensure_future(group)
+        task.add_done_callback(lambda done: _settle(futures, done))
 
     def _shut(self, loop: asyncio.AbstractEventLoop) -> None:
         loop.create_task(self._finish(loop))
 
     async def _finish(self, loop: asyncio.AbstractEventLoop) -> None:
-        # Whatever still runs is cancelled (its future fails with CancelledError),
+        # Whatever still runs is cancelled (its futures fail with CancelledError),
         # never left pending for ever.
         current = asyncio.current_task()
         tasks = [task for task in asyncio.all_tasks(loop) if task is not current]
@@ -117,10 +129,15 @@ class BackgroundLoop(Generic[S]):
         loop.stop()
 
 
-def _settle(future: concurrent.futures.Future[Any], task: asyncio.Future[Any]) -> None:
+def _settle(futures: list[concurrent.futures.Future[Any]], task: asyncio.Future[Sequence[Any]]) -> None:
     if task.cancelled():
-        future.set_exception(concurrent.futures.CancelledError())
-    elif task.exception() is not None:
-        future.set_exception(task.exception())
-    else:
-        future.set_result(task.result())
+        for future in futures:
+            future.set_exception(concurrent.futures.CancelledError())
+        return
+    error = task.exception()
+    if error is not None:
+        for future in futures:
+            future.set_exception(error)
+        return
+    for future, result in zip(futures, task.result(), strict=True):
+        future.set_result(result)

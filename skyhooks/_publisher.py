@@ -12,6 +12,7 @@ once, so one thread can keep many deliveries in flight.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -21,7 +22,9 @@ from typing import Any
 from ._background import BackgroundLoop
 from ._blocking_http import BlockingHttp1Pool
 from .core.delivery import HTTPResult, Send, run_async
+from .core.errors import SkyhooksError
 from .core.keys import Keys
+from .core.protocol import EncodedMessage
 from .core.publisher import SyncPublisher
 from .core.values import DeliveryReport
 
@@ -56,8 +59,8 @@ class Publisher(SyncPublisher):
         # per process, sharing this one's store object (thread-safe, and not the
         # loop's to close) and options.
         self._loop_args = (secret, {**options, "max_in_flight": self.max_in_flight})
-        self._background: BackgroundLoop[Any] = BackgroundLoop(
-            self._loop_publisher, _close_loop_publisher, "skyhooks-submit"
+        self._background: BackgroundLoop[Any, EncodedMessage, DeliveryReport] = BackgroundLoop(
+            self._loop_publisher, _deliver, _close_loop_publisher, "skyhooks-submit"
         )
         self._submitted_lock = threading.Lock()
         self._submitted_pid = 0
@@ -71,22 +74,30 @@ class Publisher(SyncPublisher):
         For a task that sends many messages and need not wait for each one:
         ``futures = [publisher.submit(keys, step) for step in steps]``, then
         ``[f.result() for f in futures]`` (or ``concurrent.futures.wait``).
-        Deliveries from one thread then travel like the event-loop publishers'
-        (many in flight, coalesced per instance); ``notify`` from many threads
-        costs more per message, in thread switches.
+        What is submitted while earlier submissions are still being handled
+        travels together: one store lookup, one POST per instance (a batch),
+        each message with its own id and report, so one thread sending
+        thousands of messages pays about what ``notify_many`` costs; one
+        submitted alone goes at once. (``notify`` from many threads costs more
+        per message, in thread switches and GIL hand-offs.) Submitted
+        deliveries keep lanes of their own: with ``notify`` and ``submit`` used
+        at once, an instance may get up to twice ``max_in_flight`` POSTs.
 
         Bad keys or data raise here, before anything is sent; a store that
         cannot be read fails the future with :class:`skyhooks.StoreError`.
         Blocks only while ``max_pending`` submissions are unfinished.
         :meth:`close` waits for every submitted delivery to finish.
         """
+        if _greenlets_as_threads():
+            raise SkyhooksError(
+                "Publisher.submit needs real threads, and gevent has patched threading: "
+                "use skyhooks.gevent.Publisher, whose notify blocks only the calling greenlet"
+            )
         encoded = self._signer.encode(keys, data)  # bad input raises here, in the caller
         pending, submitted = self._submissions()
         pending.acquire()
         try:
-            future: Future[DeliveryReport] = self._background.submit(
-                lambda publisher: _first(run_async(publisher._flow_of([encoded]), publisher._perform))
-            )
+            future = self._background.submit(encoded)
         except BaseException:
             pending.release()
             raise
@@ -149,9 +160,17 @@ class Publisher(SyncPublisher):
         return self._http.post(send.url, send.headers, send.body, send.timeout)
 
 
-async def _first(reports: Any) -> DeliveryReport:
-    return (await reports)[0]  # type: ignore[no-any-return]
+async def _deliver(publisher: Any, messages: Sequence[EncodedMessage]) -> list[DeliveryReport]:
+    # What was submitted while the loop was busy goes as one notification: one
+    # lookup, one POST per instance, a report per message (see _background).
+    return await run_async(publisher._flow_of(messages), publisher._perform)
 
 
 def _close_loop_publisher(publisher: Any) -> None:
     publisher.close()
+
+
+def _greenlets_as_threads() -> bool:
+    """Whether gevent has monkey-patched threading (its threads are greenlets)."""
+    monkey = sys.modules.get("gevent.monkey")
+    return monkey is not None and bool(monkey.is_module_patched("threading"))

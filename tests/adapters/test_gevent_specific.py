@@ -485,6 +485,25 @@ def record_threads(store: Any, *methods: str) -> set[int]:
     return threads
 
 
+def test_the_blocking_publishers_submit_refuses_greenlet_threads():
+    run_scenario("submit_refused")
+
+
+def scenario_submit_refused() -> None:
+    # Its loop thread would be a greenlet; the gevent Publisher is the one to use.
+    from skyhooks import Publisher, SkyhooksError
+
+    with Publisher("memory://", generate_secret()) as publisher:
+        try:
+            publisher.submit(A42, 1)
+        except SkyhooksError as exc:
+            assert "skyhooks.gevent.Publisher" in str(exc), exc
+        else:
+            raise AssertionError("submit ran with threading patched")
+        assert publisher.notify(A42, 1).urls == frozenset()  # notify is fine: sockets are cooperative
+    print("ok")
+
+
 def lag_probe(tick: float = 0.01) -> list[float]:
     """A greenlet appending each 10 ms tick's lateness, for as long as the process runs."""
     import gevent
