@@ -285,6 +285,12 @@ def run(
                     latency = latency and pub in ("blocking", fw)
                     both(pub, "skyhooks", fw, pub, plan, targets)
                     latency = saved
+                if throughput:
+                    # The blocking publisher's submit(), from one thread, IN_FLIGHT unfinished at most.
+                    plan = {"store": store, "threads": 1}
+                    for r in run_sender("submit", {**tput_plan, **plan, "targets": targets}):
+                        rows.append(row("skyhooks", fw, "blocking submit", r))
+                        log(f"  skyhooks   {fw:8} <- blocking submit x{r['fanout']}: {r['rate']:8,.0f} msg/s")
                 if throughput and fw == "tornado":
                     # The same notify() calls with coalescing off (max_in_flight=0): one
                     # POST per message per instance, the per-request ceiling.

@@ -9,8 +9,9 @@ same server processes; each figure is the median of its rounds, and each ratio
 a ratio of medians. The per-round figures are kept in the JSON.
 
 Throughput: one Tornado instance, Socket.IO and Redis pub/sub baselines, each
-publisher unbatched (``notify`` per message, 16 in flight; blocking: 8 threads)
-and batched (``notify_many`` of 100). Latency: paced at 500/s, the Socket.IO
+publisher unbatched (``notify`` per message, 16 in flight; blocking: 8 threads,
+and ``submit`` per message from one thread, 16 unfinished at most) and batched
+(``notify_many`` of 100). Latency: paced at 500/s, the Socket.IO
 baseline, each framework's bare floor, and the pairs the targets name.
 """
 
@@ -74,6 +75,9 @@ def run(quick: bool, log: Any = print) -> dict[str, Any]:
         ]
         for pub in PUBLISHERS:
             throughput_runs.append((f"{pub} unbatched", pub, skyhooks("tornado"), {"threads": THREADS}))
+        # The blocking publisher's other way: submit() per message from one thread,
+        # IN_FLIGHT unfinished at most (its max_pending), as the async senders have.
+        throughput_runs.append(("blocking submit unbatched", "submit", skyhooks("tornado"), {"threads": 1}))
         for pub in ("blocking", "tornado"):
             plan = {"threads": THREADS, "batch": 100, "in_flight": 4}
             throughput_runs.append((f"{pub} batched", pub, skyhooks("tornado"), plan))

@@ -49,6 +49,24 @@ def test_blocking_publisher_to_tornado_instances_loses_nothing(tmp_path, mode):
             assert len(result["latencies"]) == 40 * fanout
 
 
+def test_submitting_from_one_thread_loses_nothing(tmp_path):
+    secret = generate_secret()
+    store = f"sqlite:///{tmp_path}/bench.db"
+    with delivery.skyhooks_instances("tornado", store, secret, 1) as tallies:
+        plan = {
+            "mode": "throughput",
+            "store": store,
+            "secret": secret,
+            "seconds": 0.3,
+            "threads": 1,
+            "in_flight": 4,
+            "targets": delivery.targets_for("tornado", tallies, (1,)),
+        }
+        (result,) = delivery.run_sender("submit", plan, timeout=120)
+    assert result["sent"] > 0 and result["posts"] > 0
+    assert result["delivered"] == result["expected"] == result["sent"] and result["lost"] == 0, result
+
+
 def test_batched_publisher_counts_every_message(tmp_path):
     secret = generate_secret()
     store = f"sqlite:///{tmp_path}/bench.db"
