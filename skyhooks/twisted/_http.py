@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from twisted.internet import error
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.defer import TimeoutError as DeferredTimeoutError
 from twisted.internet.endpoints import connectProtocol
 from twisted.internet.protocol import Protocol
@@ -107,21 +107,32 @@ class Http1Pool:
     def post(self, url: str, headers: Mapping[str, str], body: bytes, timeout: float) -> Deferred[HTTPResult]:
         """POST *body*; fires with an :class:`HTTPResult` whatever the status, or
         fails with :class:`TransportError`."""
-        return Deferred.fromCoroutine(self._post(url, headers, body, timeout))
+        try:
+            origin, path = split_target(url)
+            request = request_bytes(origin, path, headers, body)
+        except TransportError:  # a line break in a header: nothing was sent
+            return fail()
+        return self._send(origin, request, timeout)
 
     def close(self) -> None:
         self._idle.close()
 
-    async def _post(self, url: str, headers: Mapping[str, str], body: bytes, timeout: float) -> HTTPResult:
-        origin, path = split_target(url)
-        request = request_bytes(origin, path, headers, body)
-        while (conn := self._idle.take(origin)) is not None:  # a stale one: the next
+    def _send(self, origin: Origin, request: bytes, timeout: float) -> Deferred[HTTPResult]:
+        # Callbacks, not a coroutine: a POST over a pooled connection, the usual
+        # case, then costs no trampoline. A stale pooled connection (closed by
+        # the instance while idle) is passed over for the next, or a fresh one.
+        while (conn := self._idle.take(origin)) is not None:
             if conn.closed:
                 continue
-            try:
-                return await self._exchange(origin, conn, request, timeout)
-            except Stale:
-                continue
+
+            def stale(failure: Failure) -> Deferred[HTTPResult]:
+                failure.trap(Stale)
+                return self._send(origin, request, timeout)
+
+            return self._exchange(origin, conn, request, timeout).addErrback(stale)
+        return Deferred.fromCoroutine(self._send_fresh(origin, request, timeout))
+
+    async def _send_fresh(self, origin: Origin, request: bytes, timeout: float) -> HTTPResult:
         conn = await self._connect(origin, timeout)
         try:
             return await self._exchange(origin, conn, request, timeout)
@@ -142,26 +153,30 @@ class Http1Pool:
             raise TransportError("error", str(exc) or type(exc).__name__) from exc
         return conn
 
-    async def _exchange(
+    def _exchange(
         self, origin: Origin, conn: _Connection, request: bytes, timeout: float
-    ) -> HTTPResult:
+    ) -> Deferred[HTTPResult]:
         def expire() -> None:
             conn.expired = True
             conn.abort()  # connectionLost then fails the exchange
 
         timer = self._reactor.callLater(timeout, expire)
-        try:
-            reply = await conn.exchange(request)
-        except TimeoutError as exc:
-            raise TransportError("timeout", f"no answer within {timeout:.1f}s") from exc
-        except BaseException:  # cancelled, or failed: the connection's state is unknown
-            conn.abort()
-            raise
-        finally:
+
+        def answered(reply: Reply) -> HTTPResult:
             if timer.active():
                 timer.cancel()
-        if reply.reusable and not conn.closed:
-            self._idle.put(origin, conn)
-        else:
-            conn.abort()
-        return HTTPResult(reply.status, reply.headers, reply.body)
+            if reply.reusable and not conn.closed:
+                self._idle.put(origin, conn)
+            else:
+                conn.abort()
+            return HTTPResult(reply.status, reply.headers, reply.body)
+
+        def failed(failure: Failure) -> Failure:
+            if timer.active():
+                timer.cancel()
+            if failure.check(TimeoutError):
+                raise TransportError("timeout", f"no answer within {timeout:.1f}s") from failure.value
+            conn.abort()  # cancelled, or failed: the connection's state is unknown
+            return failure
+
+        return conn.exchange(request).addCallbacks(answered, failed)
