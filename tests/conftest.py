@@ -44,6 +44,16 @@ def sqlite_url(tmp_path) -> str:
 
 
 @pytest.fixture
+def sqlite_store(sqlite_url):
+    """A SQLite store in a fresh file, closed afterwards."""
+    from skyhooks import open_store
+
+    store = open_store(sqlite_url)
+    yield store
+    store.close()
+
+
+@pytest.fixture
 def secret() -> str:
     from skyhooks import generate_secret
 

@@ -49,7 +49,12 @@ def test_blocking_publisher_to_tornado_instances_loses_nothing(tmp_path, mode):
             assert len(result["latencies"]) == 40 * fanout
 
 
-def test_submitting_from_one_thread_loses_nothing(tmp_path):
+@pytest.mark.parametrize(
+    ("sender", "sends"),
+    [("submit", {"threads": 1, "in_flight": 4}), ("tornado", {"in_flight": 2, "batch": 10})],
+    ids=["blocking submit", "tornado notify_many"],
+)
+def test_submitted_and_batched_messages_are_all_counted(tmp_path, sender, sends):
     secret = generate_secret()
     store = f"sqlite:///{tmp_path}/bench.db"
     with delivery.skyhooks_instances("tornado", store, secret, 1) as tallies:
@@ -58,36 +63,12 @@ def test_submitting_from_one_thread_loses_nothing(tmp_path):
             "store": store,
             "secret": secret,
             "seconds": 0.3,
-            "threads": 1,
-            "in_flight": 4,
+            **sends,
             "targets": delivery.targets_for("tornado", tallies, (1,)),
         }
-        (result,) = delivery.run_sender("submit", plan, timeout=120)
-    assert result["sent"] > 0 and result["posts"] > 0
+        (result,) = delivery.run_sender(sender, plan, timeout=120)
+    assert result["sent"] > 0 and result["posts"] > 0 and result["sent"] % sends.get("batch", 1) == 0
     assert result["delivered"] == result["expected"] == result["sent"] and result["lost"] == 0, result
-
-
-def test_batched_publisher_counts_every_message(tmp_path):
-    secret = generate_secret()
-    store = f"sqlite:///{tmp_path}/bench.db"
-    with delivery.skyhooks_instances("tornado", store, secret, 1) as tallies:
-        plan = {
-            "mode": "throughput",
-            "store": store,
-            "secret": secret,
-            "seconds": 0.3,
-            "in_flight": 2,
-            "batch": 10,
-            "targets": delivery.targets_for("tornado", tallies, (1,)),
-        }
-        try:
-            [result] = delivery.run_sender("tornado", plan, timeout=120)
-        except RuntimeError as exc:
-            if "notify_many" in str(exc):
-                pytest.skip("no notify_many on the publishers yet")
-            raise
-    assert result["sent"] > 0 and result["sent"] % 10 == 0
-    assert result["delivered"] == result["sent"] and result["lost"] == 0, result
 
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server (apt)")

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from skyhooks import Publisher, RetryPolicy, Topic, open_store
+from skyhooks import Publisher, RetryPolicy, Topic
 from tests.support.receiver import Receiver
 
 T42 = Topic("account_id", "42")
@@ -20,10 +20,8 @@ FAST = RetryPolicy(attempts=1, deadline=5, timeout=2)
 
 
 @pytest.fixture
-def store(sqlite_url):
-    store = open_store(sqlite_url)
-    yield store
-    store.close()
+def store(sqlite_store):
+    return sqlite_store
 
 
 def carried(request: dict) -> list[str]:

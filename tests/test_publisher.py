@@ -8,7 +8,7 @@ import time
 import pytest
 import standardwebhooks
 
-from skyhooks import InvalidKeysError, Publisher, RetryPolicy, StoreError, Topic, open_store
+from skyhooks import InvalidKeysError, Publisher, RetryPolicy, StoreError, Topic
 from tests.support.receiver import Receiver, refused_url
 
 T42 = Topic("account_id", "42")
@@ -16,10 +16,8 @@ FAST = RetryPolicy(attempts=3, backoff=0.05, max_backoff=0.2, deadline=5, timeou
 
 
 @pytest.fixture
-def store(sqlite_url):
-    store = open_store(sqlite_url)
-    yield store
-    store.close()
+def store(sqlite_store):
+    return sqlite_store
 
 
 @pytest.fixture

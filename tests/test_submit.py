@@ -13,7 +13,7 @@ from concurrent.futures import Future
 
 import pytest
 
-from skyhooks import InvalidDataError, InvalidKeysError, Publisher, RetryPolicy, StoreError, Topic, open_store
+from skyhooks import InvalidDataError, InvalidKeysError, Publisher, RetryPolicy, StoreError, Topic
 from tests.support.receiver import Receiver
 
 T42 = Topic("account_id", "42")
@@ -21,10 +21,8 @@ FAST = RetryPolicy(attempts=2, backoff=0.05, max_backoff=0.2, deadline=5, timeou
 
 
 @pytest.fixture
-def store(sqlite_url):
-    store = open_store(sqlite_url)
-    yield store
-    store.close()
+def store(sqlite_store):
+    return sqlite_store
 
 
 def carried(request: dict) -> int:
