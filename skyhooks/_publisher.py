@@ -11,10 +11,13 @@ once, so one thread can keep many deliveries in flight.
 
 from __future__ import annotations
 
+import atexit
+import concurrent.futures
 import os
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -103,6 +106,7 @@ class Publisher(SyncPublisher):
             raise
         with self._submitted_lock:
             submitted.add(future)
+        _UNFINISHED_AT_EXIT.add(self)
 
         def finished(done: Future[DeliveryReport]) -> None:
             with self._submitted_lock:
@@ -115,17 +119,22 @@ class Publisher(SyncPublisher):
     def close(self) -> None:
         """Wait for what was submitted, then close pooled connections and worker
         threads (and the store, if opened here)."""
-        _, submitted = self._submissions()
-        with self._submitted_lock:
-            unfinished = list(submitted)
-        for future in unfinished:
-            future.exception()  # waits; its outcome is the submitter's to read
+        self._finish_submitted(None)
+        _UNFINISHED_AT_EXIT.discard(self)
         self._background.stop()
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
         self._http.close()
         super().close()
+
+    def _finish_submitted(self, timeout: float | None) -> None:
+        """Wait for every unfinished submission (their outcomes are the submitters' to read)."""
+        _, submitted = self._submissions()
+        with self._submitted_lock:
+            unfinished = list(submitted)
+        if unfinished:
+            concurrent.futures.wait(unfinished, timeout)
 
     def _submissions(self) -> tuple[threading.BoundedSemaphore, set[Future[Any]]]:
         """This process's bound and unfinished submissions: a forked child starts
@@ -168,6 +177,19 @@ async def _deliver(publisher: Any, messages: Sequence[EncodedMessage]) -> list[D
 
 def _close_loop_publisher(publisher: Any) -> None:
     publisher.close()
+
+
+#: Publishers with submissions, finished before the interpreter exits: the loop
+#: thread is a daemon (it must not keep a program alive), so a script that
+#: submits and ends without close() would otherwise lose what was in flight.
+_UNFINISHED_AT_EXIT: weakref.WeakSet[Publisher] = weakref.WeakSet()
+
+
+@atexit.register
+def _finish_at_exit() -> None:
+    for publisher in list(_UNFINISHED_AT_EXIT):
+        # Each delivery ends within its retry deadline; allow that, plus a timeout.
+        publisher._finish_submitted(publisher.retry.deadline + publisher.retry.timeout)
 
 
 def _greenlets_as_threads() -> bool:

@@ -135,3 +135,25 @@ def test_many_threads_may_submit_at_once(store, secret):
         assert len(reports) == 100 and all(rep.ok for rep in reports)
         time.sleep(0.05)
         assert sum(carried(q) for q in r.requests) == 100
+
+
+def test_a_script_that_ends_without_close_still_delivers_what_it_submitted(sqlite_url, sqlite_store, secret):
+    """The loop thread is a daemon; an exit hook finishes what was in flight."""
+    import subprocess
+    import sys
+    import textwrap
+
+    with Receiver(["sleep:0.3", 200]) as r:
+        sqlite_store.add(r.url, {T42}, ttl=60)
+        script = textwrap.dedent(
+            f"""
+            from skyhooks import Publisher
+            publisher = Publisher({sqlite_url!r}, {secret!r})
+            for i in range(20):
+                publisher.submit({{"account_id": 42}}, i)
+            print("submitted")  # and the script ends here, without close()
+            """
+        )
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0 and done.stdout.strip() == "submitted", done.stderr
+        assert sum(carried(q) for q in r.requests) == 20
