@@ -335,9 +335,9 @@ def write_markdown(results: dict[str, Any]) -> str:
         "The machine is shared and noisy: read the ratios, not the absolute numbers.",
         "",
     ]
-    for r in results.values():
-        head.append(f"- `{r['command']}` at {r['when']} ({r['machine']})")
-        break
+    # Each figure says which run made it: a figure may be rerun alone, later.
+    for name, r in results.items():
+        head.append(f"- {name}: `{r['command']}` at {r['when']} ({r['machine']})")
     head += ["", "## Targets", "", "| target | met | measured |", "|---|---|---|"]
     head += [f"| {name} | {'yes' if ok else 'NO'} | {detail} |" for name, ok, detail in checks]
     head += [
