@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import itertools
@@ -476,6 +477,12 @@ class Response:
     status: int
     body: bytes
     headers: Mapping[str, str] = field(default_factory=lambda: {"Content-Type": "application/json"})
+
+    @functools.cached_property
+    def header_pairs(self) -> tuple[tuple[str, str], ...]:
+        """The headers and ``Content-Length`` as ``(name, value)`` pairs (WSGI's
+        shape), made once per response: the usual answers are shared ones."""
+        return (*self.headers.items(), ("Content-Length", str(len(self.body))))
 
 
 def ok_response(notified: int, *, duplicate: bool = False) -> Response:

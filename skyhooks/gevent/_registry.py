@@ -8,6 +8,7 @@ from functools import cached_property
 from typing import Any
 
 import gevent
+from gevent import get_hub
 from gevent.event import AsyncResult
 from greenlet import getcurrent, greenlet
 
@@ -95,7 +96,8 @@ class Registry(BaseRegistry[Any]):
         # A greenlet each, so a slow or blocking-on-I/O callback delays neither
         # the others nor the webhook's answer.
         runner = self._runner
-        if runner.hub is gevent.get_hub() and not in_hub():
+        hub = runner.hub
+        if hub is get_hub() and getcurrent() is not hub:  # (in_hub(), inlined: once per callback)
             runner.run(callback, message)
             return
         # The hub itself, which must not be switched away from mid-callback

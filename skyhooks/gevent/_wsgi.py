@@ -31,7 +31,7 @@ class WebhookApp:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         response, consumed = self._respond(environ)
-        headers = [*response.headers.items(), ("Content-Length", str(len(response.body)))]
+        headers = list(response.header_pairs)  # a list of our own: a server may add to it
         if not consumed:
             # What is left of the body would be parsed as the next request.
             headers.append(("Connection", "close"))

@@ -1,4 +1,4 @@
-"""The Twisted publisher: treq over a persistent connection pool, Deferreds throughout."""
+"""The Twisted publisher: the core's flows driven by Deferreds, over a small HTTP/1.1 client (or treq)."""
 # mypy: allow-untyped-calls
 # (much of twisted.web and treq is unannotated)
 
