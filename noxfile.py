@@ -43,6 +43,11 @@ def tests_tornado(session: nox.Session) -> None:
         "tests/test_coalescing.py",  # the blocking publisher's, and one with the Tornado publisher
         "--framework=tornado",
     )
+    # The behaviour suite once more with the RequestHandler endpoint (the first run served WebhookDelegate).
+    session.run(
+        "pytest", "tests/adapters/test_behaviour.py", "--framework=tornado", *session.posargs,
+        env={"SKYHOOKS_TEST_TORNADO_ENDPOINT": "WebhookHandler"},
+    )
 
 
 @nox.session

@@ -5,8 +5,11 @@ skyhooks configuration after; on a shared machine the baselines alone moved 2x
 between runs (Socket.IO: 5,000 to 11,700 msg/s), so a ratio of two numbers
 measured a minute apart says little. Here every configuration a target names
 runs once per round, in the same order, for several rounds, all against the
-same server processes; each figure is the median of its rounds, and each ratio
-a ratio of medians. The per-round figures are kept in the JSON.
+same server processes, with a Socket.IO run between every two of them. Each
+configuration's ratio in a round is to the mean of the Socket.IO runs just
+before and just after it (seconds apart), and its figure is the median of those
+ratios over the rounds (the median rates are shown beside). The per-round
+figures are kept in the JSON.
 
 Throughput: one Tornado instance, Socket.IO and Redis pub/sub baselines, each
 publisher unbatched (``notify`` per message, 16 in flight; blocking: 8 threads,
@@ -39,6 +42,8 @@ def run(quick: bool, log: Any = print) -> dict[str, Any]:
     secret = generate_secret()
     tput: dict[str, list[float]] = {}
     lat: dict[str, list[dict[str, float]]] = {}
+    paired: dict[str, list[float]] = {}  # per configuration and round: its rate / Socket.IO's around it
+    paired_lat: dict[str, list[float]] = {}  # its p50 / Socket.IO's around it
     with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
         port = stack.enter_context(redis_server())
         store = f"sqlite:///{tmp}/targets.db"
@@ -94,31 +99,68 @@ def run(quick: bool, log: Any = print) -> dict[str, Any]:
             for pub in ("blocking", fw):
                 latency_runs.append((f"{fw} <- {pub}", pub, skyhooks(fw)))
 
+        def throughput_of(name: str, kind: str, target: dict[str, Any], extra: dict[str, Any]) -> float:
+            plan = {"mode": "throughput", "seconds": seconds, "in_flight": IN_FLIGHT, **common, **extra}
+            (result,) = run_sender(kind, {**plan, "targets": [{"label": name, **target}]})
+            return float(result["rate"])
+
+        def latency_of(name: str, kind: str, target: dict[str, Any]) -> dict[str, float]:
+            plan = {"mode": "latency", "rate": 500, "count": count, "threads": 1, **common}
+            (result,) = run_sender(kind, {**plan, "targets": [{"label": name, **target}]})
+            return percentiles(result["latencies"])
+
+        sio_tput, sio_lat = throughput_runs[0], latency_runs[0]
         for round_ in range(rounds):
-            for name, kind, target, extra in throughput_runs:
-                plan = {"mode": "throughput", "seconds": seconds, "in_flight": IN_FLIGHT, **common, **extra}
-                (result,) = run_sender(kind, {**plan, "targets": [{"label": name, **target}]})
-                tput.setdefault(name, []).append(result["rate"])
-            for name, kind, target in latency_runs:
-                plan = {"mode": "latency", "rate": 500, "count": count, "threads": 1, **common}
-                (result,) = run_sender(kind, {**plan, "targets": [{"label": name, **target}]})
-                lat.setdefault(name, []).append(percentiles(result["latencies"]))
+            # Socket.IO runs between every two configurations, so each one has a
+            # baseline measured seconds before it and seconds after: its ratio is
+            # to the mean of those two (the machine's speed drifts within a round).
+            before = throughput_of(*sio_tput)
+            tput.setdefault("socketio", []).append(before)
+            for name, kind, target, extra in throughput_runs[1:]:
+                got = throughput_of(name, kind, target, extra)
+                after = throughput_of(*sio_tput)
+                tput.setdefault(name, []).append(got)
+                paired.setdefault(name, []).append(got / ((before + after) / 2))
+                tput["socketio"].append(after)
+                before = after
+            lat_before = latency_of(*sio_lat)
+            lat.setdefault("socketio", []).append(lat_before)
+            for name, kind, target in latency_runs[1:]:
+                got_lat = latency_of(name, kind, target)
+                lat_after = latency_of(*sio_lat)
+                lat.setdefault(name, []).append(got_lat)
+                around = (lat_before["p50"] + lat_after["p50"]) / 2
+                paired_lat.setdefault(name, []).append(got_lat["p50"] / around)
+                lat["socketio"].append(lat_after)
+                lat_before = lat_after
             log(
-                f"  round {round_ + 1}/{rounds}: Socket.IO {tput['socketio'][-1]:,.0f} msg/s, "
-                f"tornado unbatched {tput['tornado unbatched'][-1]:,.0f}; latency p50 Socket.IO "
-                f"{lat['socketio'][-1]['p50']:.2f} ms, "
-                f"tornado <- tornado {lat['tornado <- tornado'][-1]['p50']:.2f}"
+                f"  round {round_ + 1}/{rounds}: tornado unbatched {paired['tornado unbatched'][-1]:.2f}x "
+                f"Socket.IO (median {statistics.median(tput['socketio']):,.0f} msg/s); latency "
+                f"tornado <- tornado p50 {paired_lat['tornado <- tornado'][-1]:.2f}x Socket.IO's"
             )
     return {
         "rounds": rounds,
         "seconds": seconds,
         "paced_count": count,
-        "throughput": {name: {"median": statistics.median(v), "rounds": v} for name, v in tput.items()},
+        "paired": True,  # each ratio is to the Socket.IO runs on either side of it
+        "throughput": {
+            name: {
+                "median": statistics.median(v),
+                "rounds": v,
+                **({"ratio": statistics.median(paired[name]), "ratios": paired[name]} if name in paired else {}),  # noqa: E501
+            }
+            for name, v in tput.items()
+        },
         "latency": {
             name: {
                 "p50": statistics.median(r["p50"] for r in v),
                 "p99": statistics.median(r["p99"] for r in v),
                 "rounds": [{"p50": r["p50"], "p99": r["p99"]} for r in v],
+                **(
+                    {"ratio": statistics.median(paired_lat[name]), "ratios": paired_lat[name]}
+                    if name in paired_lat
+                    else {}
+                ),
             }
             for name, v in lat.items()
         },

@@ -57,6 +57,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--store", default="memory://")
     parser.add_argument("--secret", required=True)
     parser.add_argument("--keys", default='[{"account_id": 1}]', help="JSON list of key sets")
+    parser.add_argument(
+        "--endpoint",
+        choices=["delegate", "handler"],
+        default="delegate",
+        help="Tornado only: routing targets without a RequestHandler (WebhookDelegate, and a bare "
+        "delegate), or RequestHandlers (WebhookHandler, and a bare RequestHandler)",
+    )
     args = parser.parse_args()
     args.keys = json.loads(args.keys)
     return args

@@ -10,7 +10,7 @@ from tornado.netutil import bind_sockets
 from tornado.web import Application, RequestHandler
 
 from ..core.values import Message
-from ..tornado import Registry, WebhookHandler
+from ..tornado import Registry, WebhookDelegate
 from ._common import (
     KEEPALIVE_SECONDS,
     SSE_HEADERS,
@@ -102,7 +102,7 @@ async def main() -> None:
             (r"/", PageHandler),
             (r"/events", EventsHandler, {"registry": registry}),
             (r"/run-task", RunTaskHandler, {"workers": workers}),
-            (r"/skyhooks", WebhookHandler, {"registry": registry}),
+            (r"/skyhooks", WebhookDelegate(registry)),
         ]
     )
     server = HTTPServer(app)

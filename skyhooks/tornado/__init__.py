@@ -1,8 +1,9 @@
-"""skyhooks for Tornado: ``Registry``, ``WebhookHandler`` and an async ``Publisher``.
+"""skyhooks for Tornado: ``Registry``, the endpoint (``WebhookDelegate``, or
+``WebhookHandler`` as a ``RequestHandler``) and an async ``Publisher``.
 
 >>> registry = Registry(url="http://10.0.0.5:8001/skyhooks", store="sqlite:////var/lib/app/hooks.db",
 ...                     secret="whsec_...")
->>> app = tornado.web.Application([(r"/skyhooks", WebhookHandler, {"registry": registry})])
+>>> app = tornado.web.Application([(r"/skyhooks", WebhookDelegate(registry))])
 >>> registry.start()
 >>> await registry.register({"account_id": 42}, on_message)
 """
@@ -14,8 +15,9 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised in a process without tornado
     raise ImportError("skyhooks.tornado needs tornado: pip install 'skyhooks[tornado]'") from exc
 
+from ._delegate import WebhookDelegate
 from ._handler import WebhookHandler
 from ._publisher import Publisher
 from ._registry import Registry
 
-__all__ = ["Publisher", "Registry", "WebhookHandler"]
+__all__ = ["Publisher", "Registry", "WebhookDelegate", "WebhookHandler"]

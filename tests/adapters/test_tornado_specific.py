@@ -30,7 +30,7 @@ from tornado.web import Application
 from skyhooks import Message, Topic, generate_secret
 from skyhooks.core.protocol import Signer
 from skyhooks.core.stores.memory import MemoryStore
-from skyhooks.tornado import Publisher, Registry, WebhookHandler
+from skyhooks.tornado import Publisher, Registry, WebhookDelegate, WebhookHandler
 from tests.support.receiver import Receiver, refused_url
 
 A42 = {"account_id": 42}
@@ -54,9 +54,21 @@ def run(test: Callable[[], Awaitable[Any]]) -> Any:
     return asyncio.run(asyncio.wait_for(test(), 30))
 
 
-async def serve(registry: Registry, **settings: Any) -> tuple[HTTPServer, int]:
+# The two endpoints: a RequestHandler, and a routing target without one.
+ENDPOINTS = ["WebhookHandler", "WebhookDelegate"]
+
+
+def route(registry: Registry, endpoint: str = "WebhookHandler") -> tuple[Any, ...]:
+    if endpoint == "WebhookDelegate":
+        return (r"/skyhooks", WebhookDelegate(registry))
+    return (r"/skyhooks", WebhookHandler, {"registry": registry})
+
+
+async def serve(
+    registry: Registry, endpoint: str = "WebhookHandler", **settings: Any
+) -> tuple[HTTPServer, int]:
     sockets = bind_sockets(0, "127.0.0.1")
-    server = HTTPServer(Application([(r"/skyhooks", WebhookHandler, {"registry": registry})], **settings))
+    server = HTTPServer(Application([route(registry, endpoint)], **settings))
     server.add_sockets(sockets)
     return server, sockets[0].getsockname()[1]
 
@@ -180,13 +192,13 @@ def test_importing_without_tornado_names_the_extra() -> None:
 Check = Callable[[int, Registry, list[Message]], Awaitable[None]]
 
 
-def _handler_scenario(check: Check, **settings: Any) -> None:
+def _handler_scenario(check: Check, endpoint: str, **settings: Any) -> None:
     got: list[Message] = []
 
     async def scenario() -> None:
         registry = Registry("http://127.0.0.1:1/skyhooks", "memory://", SECRET)
         registry.register(A42, got.append)
-        server, port = await serve(registry, **settings)
+        server, port = await serve(registry, endpoint, **settings)
         await check(port, registry, got)
         server.stop()
 
@@ -196,7 +208,8 @@ def _handler_scenario(check: Check, **settings: Any) -> None:
 SECRET = generate_secret()
 
 
-def test_oversized_declared_body_is_refused_before_100_continue() -> None:
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_oversized_declared_body_is_refused_before_100_continue(endpoint: str) -> None:
     async def check(port: int, registry: Registry, got: list[Message]) -> None:
         head = (f"POST /skyhooks HTTP/1.1\nHost: x\nContent-Type: application/json\n"
                 f"Content-Length: {registry.max_body_size + 1}\nExpect: 100-continue\n")
@@ -206,10 +219,11 @@ def test_oversized_declared_body_is_refused_before_100_continue() -> None:
         assert json.loads(body) == {"status": "error", "error": (
             f"body of {registry.max_body_size + 1} bytes is over the limit of {registry.max_body_size}")}
 
-    _handler_scenario(check)
+    _handler_scenario(check, endpoint)
 
 
-def test_oversized_chunked_body_is_refused_once_it_passes_the_limit() -> None:
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_oversized_chunked_body_is_refused_once_it_passes_the_limit(endpoint: str) -> None:
     async def check(port: int, registry: Registry, got: list[Message]) -> None:
         chunk = b"x" * 65536
         chunks = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(20)) + b"0\r\n\r\n"
@@ -219,10 +233,11 @@ def test_oversized_chunked_body_is_refused_once_it_passes_the_limit() -> None:
         assert status == 413 and json.loads(body)["status"] == "error"
         assert got == []
 
-    _handler_scenario(check)
+    _handler_scenario(check, endpoint)
 
 
-def test_a_small_chunked_body_is_accepted() -> None:
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_a_small_chunked_body_is_accepted(endpoint: str) -> None:
     async def check(port: int, registry: Registry, got: list[Message]) -> None:
         message = Signer(SECRET).build(A42, "chunked")
         head = "POST /skyhooks HTTP/1.1\nHost: x\nTransfer-Encoding: chunked\n" + "".join(
@@ -234,20 +249,22 @@ def test_a_small_chunked_body_is_accepted() -> None:
         assert (status, json.loads(body)) == (200, {"status": "ok", "notified": 1})
         assert [m.data for m in got] == ["chunked"]
 
-    _handler_scenario(check)
+    _handler_scenario(check, endpoint)
 
 
-def test_a_method_tornado_does_not_know_gets_the_cores_json_405() -> None:
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_a_method_tornado_does_not_know_gets_the_cores_json_405(endpoint: str) -> None:
     async def check(port: int, registry: Registry, got: list[Message]) -> None:
         head = "BREW /skyhooks HTTP/1.1\nHost: x\nContent-Length: 0\n"
         status, headers, body = await raw_request(port, head)
         assert status == 405 and headers["allow"] == "POST"
         assert json.loads(body)["error"] == "method BREW not allowed; webhooks are POSTed"
 
-    _handler_scenario(check)
+    _handler_scenario(check, endpoint)
 
 
-def test_signed_posts_pass_an_app_with_xsrf_cookies() -> None:
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_signed_posts_pass_an_app_with_xsrf_cookies(endpoint: str) -> None:
     async def check(port: int, registry: Registry, got: list[Message]) -> None:
         message = Signer(SECRET).build(A42, 1)
         head = f"POST /skyhooks HTTP/1.1\nHost: x\nContent-Length: {len(message.body)}\n" + "".join(
@@ -255,7 +272,48 @@ def test_signed_posts_pass_an_app_with_xsrf_cookies() -> None:
         status, _, body = await raw_request(port, head, message.body)
         assert (status, json.loads(body)) == (200, {"status": "ok", "notified": 1})
 
-    _handler_scenario(check, xsrf_cookies=True)
+    _handler_scenario(check, endpoint, xsrf_cookies=True)
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_keep_alive_head_and_a_bug_answered_in_json(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def check(port: int, registry: Registry, got: list[Message]) -> None:
+        signer = Signer(SECRET)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+        async def exchange(request: bytes, method: str = "POST") -> tuple[bytes, dict[str, str], bytes]:
+            writer.write(request)
+            status = await reader.readline()
+            headers = {}
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode("latin-1").partition(":")
+                headers[name.strip().lower()] = value.strip()
+            size = 0 if method == "HEAD" else int(headers["content-length"])
+            return status, headers, await reader.readexactly(size)
+
+        def post(data: Any) -> bytes:
+            message = signer.build(A42, data)
+            head = "".join(f"{name}: {value}\r\n" for name, value in message.headers.items())
+            return (f"POST /skyhooks HTTP/1.1\r\nHost: x\r\n{head}Content-Length: {len(message.body)}\r\n\r\n"
+                    .encode() + message.body)
+
+        for n in range(2):  # one connection, two webhooks
+            status, _, body = await exchange(post(n))
+            assert status.startswith(b"HTTP/1.1 200") and json.loads(body) == {"status": "ok", "notified": 1}
+        status, headers, body = await exchange(b"HEAD /skyhooks HTTP/1.1\r\nHost: x\r\n\r\n", "HEAD")
+        assert status.startswith(b"HTTP/1.1 405") and headers["allow"] == "POST" and body == b""
+
+        def broken(*args: Any) -> Any:
+            raise RuntimeError("a bug")
+
+        monkeypatch.setattr(registry, "handle_request", broken)
+        status, headers, body = await exchange(post("x"))
+        assert status.startswith(b"HTTP/1.1 500") and headers["content-type"] == "application/json"
+        assert json.loads(body)["status"] == "error" and b"Traceback" not in body
+        writer.close()
+        assert [m.data for m in got] == [0, 1]
+
+    _handler_scenario(check, endpoint)
 
 
 # -- Registry ----------------------------------------------------------------------------
