@@ -125,10 +125,10 @@ class Publisher(BasePublisher):
 
     def _fire(self) -> None:
         # Now, not on a later reactor turn: a lane's next POST leaves as soon as
-        # the last one's reply is read (waiting a turn cost a fifth of the
-        # throughput under load, as a busy turn is long). But never nested: a
-        # waiter resolved by a flow that a firing resumed is fired by this loop,
-        # after it, so chains of batches cannot deepen the stack.
+        # the last one's reply is read (waiting a turn, long under load, cost a
+        # quarter of the throughput, with the client's deferred write). But never
+        # nested: a waiter resolved by a flow that a firing resumed is fired by
+        # this loop, after it, so chains of batches cannot deepen the stack.
         self._in_fire = True
         try:
             while self._firing:

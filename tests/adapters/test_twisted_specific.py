@@ -222,6 +222,36 @@ class Scripted(Resource):
         return b'{"status": "ok", "notified": 1}'
 
 
+def test_lane_waiters_fire_at_once_and_never_nested() -> None:
+    """A resolved waiter fires in the same reactor turn, not a later one (a lane's
+    next POST must not wait for a turn), and one resolved by a firing waiter's
+    flow fires after it, by the same loop: a chain of 3,000 stays at one depth."""
+    import sys
+
+    publisher = Publisher("memory://", SECRET, reactor=FakeReactor(), client=StubTreq(Resource()))
+    waiters = [publisher._new_waiter() for _ in range(3000)]
+    order: list[int] = []
+    depths: set[int] = set()
+
+    def depth() -> int:
+        frame, n = sys._getframe(), 0
+        while frame is not None:
+            frame, n = frame.f_back, n + 1
+        return n
+
+    def fired(value: int) -> None:
+        order.append(value)
+        depths.add(depth())
+        if value + 1 < len(waiters):
+            waiters[value + 1][1](value + 1)  # resolves the next one from inside this firing
+
+    for deferred, _ in waiters:
+        deferred.addCallback(fired)
+    waiters[0][1](0)
+    assert order == list(range(3000))  # every one fired at once: no reactor turn ran
+    assert len(depths) == 1, sorted(depths)[:3]
+
+
 class InMemoryRoundTripTests(SynchronousTestCase):
     """Publisher -> StubTreq -> WebhookResource -> callbacks, with no socket and no thread."""
 
