@@ -46,7 +46,7 @@ from .errors import (
     UnsupportedMediaType,
 )
 from .keys import Keys, Topic, checked_topics
-from .values import Message
+from .values import Message, trusted_message
 
 __all__ = [
     "DEFAULT_MAX_BODY_SIZE",
@@ -403,11 +403,12 @@ def _surely_valid(mac: _Mac, message_id: str, timestamp: str, signature: str, bo
     if abs(int(timestamp) - time.time()) > _WINDOW:
         return False
     try:
-        signed = message_id.encode("utf-8") + b"." + timestamp.encode("ascii") + b"." + body
-    except UnicodeEncodeError:
+        prefix = f"{message_id}.{timestamp}.".encode()  # (the timestamp is ASCII digits)
+    except UnicodeEncodeError:  # a lone surrogate in the id
         return False
     mac = mac.copy()
-    mac.update(signed)
+    mac.update(prefix)
+    mac.update(body)
     expected = "v1," + binascii.b2a_base64(mac.digest(), newline=False).decode("ascii")
     if signature.isascii() and hmac.compare_digest(signature, expected):
         return True  # the usual header: one entry (what the loop's first turn decides)
@@ -427,7 +428,7 @@ def _message(payload: Any, message_id: str) -> ParsedMessage:
         keys, topics = checked_topics(payload["keys"])
     except InvalidKeysError as exc:
         raise BadRequest(str(exc)) from exc
-    return ParsedMessage(Message(keys=keys, data=payload.get("data"), id=message_id), topics)
+    return ParsedMessage(trusted_message(keys, payload.get("data"), message_id), topics)
 
 
 def _batch_messages(items: Any) -> tuple[ParsedMessage, ...]:
@@ -587,6 +588,8 @@ class RecentIds:
         self._seen: OrderedDict[str, float] = OrderedDict()
         self._oldest = math.inf  # when the oldest id expires: no sweep before then
         self._lock = threading.Lock() if thread_safe else None
+        if not thread_safe:  # one call fewer a request
+            self.check_and_add = self._check_and_add  # type: ignore[method-assign]
 
     def check_and_add(self, message_id: str) -> bool:
         """Record *message_id*; return True if it had been seen already."""

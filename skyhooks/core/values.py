@@ -24,6 +24,21 @@ class Message:
     id: str
 
 
+_new_object = object.__new__
+
+
+def trusted_message(keys: Mapping[str, KeyValue], data: Any, message_id: str) -> Message:
+    """``Message(keys, data, message_id)`` for the parser, which has checked every
+    field: half the time of the frozen ``__init__`` (three ``object.__setattr__``
+    calls), once per message received. The result is an ordinary Message."""
+    message = _new_object(Message)
+    fields = message.__dict__
+    fields["keys"] = keys
+    fields["data"] = data
+    fields["id"] = message_id
+    return message
+
+
 @dataclass(frozen=True)
 class Subscription:
     """One row of the store: *url* listens for *topic* until *expires_at* (unix seconds)."""

@@ -28,6 +28,22 @@ def test_round_trip(secret, verifier):
     assert {str(t) for t in parsed.messages[0].topics} == {"account_id=42"}
 
 
+def test_a_parsed_message_is_an_ordinary_frozen_message(secret, verifier):
+    """The parser builds Messages without their __init__; nothing may tell."""
+    import dataclasses
+
+    from skyhooks import Message
+
+    sent = Signer(secret).build({"account_id": 42}, [1])
+    got = verifier.parse("POST", sent.headers, sent.body).messages[0].message
+    made = Message(keys={"account_id": 42}, data=[1], id=sent.id)
+    assert type(got) is Message and got == made and hash(got.id) == hash(made.id)
+    assert repr(got) == repr(made) and dataclasses.asdict(got) == dataclasses.asdict(made)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        got.data = None  # type: ignore[misc]
+    assert dataclasses.replace(got, data=2) == Message(keys={"account_id": 42}, data=2, id=sent.id)
+
+
 def test_headers_in_any_case(secret, verifier):
     message = Signer(secret).build({"a": 1}, None)
     shouty = {k.upper(): v for k, v in message.headers.items()}
