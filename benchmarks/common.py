@@ -191,33 +191,6 @@ def signed_requests(
     return [(dict(m.headers), m.body) for m in built]
 
 
-def wrk_signed(
-    url: str,
-    secret: str,
-    duration: float = 8.0,
-    connections: int = 32,
-    keys: dict[str, Any] | None = None,
-    rate_hint: int = 15_000,
-) -> float:
-    """Requests/s of signed webhook POSTs to *url*; asserts every answer was 2xx
-    and that no id repeated (enough distinct requests for *rate_hint* req/s)."""
-    count = int(rate_hint * duration)
-    result = wrk(url, signed_requests(secret, count, keys), duration, connections)
-    if result.non_2xx or result.socket_errors:
-        raise AssertionError(f"{url}: {result.non_2xx} non-2xx answers, {result.socket_errors} socket errors")
-    if result.requests > count:
-        raise AssertionError(f"{url}: ids repeated ({result.requests} > {count}); raise rate_hint")
-    return result.requests_per_s
-
-
-def wrk_plain(url: str, body: bytes, duration: float = 8.0, connections: int = 32) -> float:
-    """Requests/s of plain JSON POSTs of *body* to *url*; asserts every answer was 2xx."""
-    result = wrk(url, [({"Content-Type": "application/json"}, body)], duration, connections)
-    if result.non_2xx or result.socket_errors:
-        raise AssertionError(f"{url}: {result.non_2xx} non-2xx answers, {result.socket_errors} socket errors")
-    return result.requests_per_s
-
-
 def median(values: Sequence[float]) -> float:
     ordered = sorted(values)
     mid = len(ordered) // 2
