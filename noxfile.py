@@ -22,8 +22,14 @@ def run_pytest(session: nox.Session, extras: str, *args: str) -> None:
 def core(session: nox.Session) -> None:
     """The core with no framework, driver or extra installed: it must import and work alone."""
     run_pytest(
-        session, "test", "tests/core", "tests/test_imports.py", "tests/test_publisher.py",
-        "tests/test_blocking_http.py", "tests/test_asyncio_http.py", "tests/test_submit.py",
+        session,
+        "test",
+        "tests/core",
+        "tests/test_imports.py",
+        "tests/test_publisher.py",
+        "tests/test_blocking_http.py",
+        "tests/test_asyncio_http.py",
+        "tests/test_submit.py",
     )
 
 
@@ -38,14 +44,19 @@ def stores(session: nox.Session, store: str) -> None:
 @nox.session
 def tests_tornado(session: nox.Session) -> None:
     run_pytest(
-        session, "test,tornado,curl,mongodb",
-        "tests/adapters/test_behaviour.py", "tests/adapters/test_tornado_specific.py",
+        session,
+        "test,tornado,curl,mongodb",
+        "tests/adapters/test_behaviour.py",
+        "tests/adapters/test_tornado_specific.py",
         "tests/test_coalescing.py",  # the blocking publisher's, and one with the Tornado publisher
         "--framework=tornado",
     )
     # The behaviour suite once more with the RequestHandler endpoint (the first run served WebhookDelegate).
     session.run(
-        "pytest", "tests/adapters/test_behaviour.py", "--framework=tornado", *session.posargs,
+        "pytest",
+        "tests/adapters/test_behaviour.py",
+        "--framework=tornado",
+        *session.posargs,
         env={"SKYHOOKS_TEST_TORNADO_ENDPOINT": "WebhookHandler"},
     )
 
@@ -53,17 +64,23 @@ def tests_tornado(session: nox.Session) -> None:
 @nox.session
 def tests_gevent(session: nox.Session) -> None:
     run_pytest(
-        session, "test,gevent,mongodb",
-        "tests/adapters/test_behaviour.py", "tests/adapters/test_gevent_specific.py", "--framework=gevent",
+        session,
+        "test,gevent,mongodb",
+        "tests/adapters/test_behaviour.py",
+        "tests/adapters/test_gevent_specific.py",
+        "--framework=gevent",
     )
 
 
 @nox.session
 def tests_twisted(session: nox.Session) -> None:
     run_pytest(
-        session, "test,twisted,mongodb",
-        "tests/adapters/test_behaviour.py", "tests/adapters/test_twisted_specific.py",
-        "tests/adapters/test_twisted_http.py", "--framework=twisted",
+        session,
+        "test,twisted,mongodb",
+        "tests/adapters/test_behaviour.py",
+        "tests/adapters/test_twisted_specific.py",
+        "tests/adapters/test_twisted_http.py",
+        "--framework=twisted",
     )
 
 
@@ -71,7 +88,7 @@ def tests_twisted(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     session.install("ruff>=0.6")
     session.run("ruff", "check", "skyhooks", "tests", "benchmarks", "noxfile.py")
-    session.run("ruff", "format", "--check", "--diff", "skyhooks/core")
+    session.run("ruff", "format", "--check", "--diff", "skyhooks", "tests", "benchmarks", "noxfile.py")
 
 
 @nox.session

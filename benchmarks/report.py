@@ -260,17 +260,29 @@ def _targets(t: dict[str, Any]) -> tuple[list[str], list[tuple[str, bool | None,
     def ratio(v: dict[str, Any], of: str) -> float:
         # Paired runs: the median of each round's ratio to the Socket.IO runs around
         # it; older results: the ratio of the medians.
-        return float(v["ratio"]) if "ratio" in v else float(v["median" if of == "rate" else "p50"]) / (
-            sio if of == "rate" else base
+        return (
+            float(v["ratio"])
+            if "ratio" in v
+            else float(v["median" if of == "rate" else "p50"]) / (sio if of == "rate" else base)
         )
 
     checks: list[tuple[str, bool | None, str]] = []
-    unbatched = [(f"{pub} unbatched", f"notify() per message) tornado receiver <- {pub}") for pub in PUBLISHERS]
+    unbatched = [
+        (f"{pub} unbatched", f"notify() per message) tornado receiver <- {pub}") for pub in PUBLISHERS
+    ]
     if "blocking submit unbatched" in tp:
-        unbatched.append(("blocking submit unbatched", "submit() per message, one thread) tornado receiver <- blocking"))
+        unbatched.append(
+            ("blocking submit unbatched", "submit() per message, one thread) tornado receiver <- blocking")
+        )
     for name, what in unbatched:
         x = ratio(tp[name], "rate")
-        checks.append((f"unbatched ({what} >= Socket.IO", x >= 1, f"{x:.2f}x ({tp[name]['median']:,.0f} msg/s; Socket.IO {sio:,.0f})"))
+        checks.append(
+            (
+                f"unbatched ({what} >= Socket.IO",
+                x >= 1,
+                f"{x:.2f}x ({tp[name]['median']:,.0f} msg/s; Socket.IO {sio:,.0f})",
+            )
+        )
     for pub in ("blocking", "tornado"):
         v = tp[f"{pub} batched"]
         x = ratio(v, "rate")
@@ -313,7 +325,9 @@ def _targets(t: dict[str, Any]) -> tuple[list[str], list[tuple[str, bool | None,
     ]
     for name, v in tp.items():
         rounds = ", ".join(f"{x:,.0f}" for x in v["rounds"])
-        md.append(f"| {name} | {v['median']:,.0f} | {ratio(v, 'rate'):.2f} | {v['median'] / red:.2f} | {rounds} |")
+        md.append(
+            f"| {name} | {v['median']:,.0f} | {ratio(v, 'rate'):.2f} | {v['median'] / red:.2f} | {rounds} |"
+        )
     md += [
         "",
         "| latency, paced 500/s | p50 ms | p99 ms | p50 / Socket.IO | p50 per round |",

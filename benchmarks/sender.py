@@ -24,6 +24,7 @@ if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "gevent":
 
     monkey.patch_all()
 
+import functools
 import json
 import threading
 import time
@@ -327,11 +328,12 @@ def main() -> None:
                     target,
                     plan,
                 )
-                # Each run is awaited here, in the loop, so binding `target` late is fine.
                 if latency:
-                    run = lambda: paced_async(send, asyncio.sleep, gather, plan, target, asyncio.ensure_future)  # noqa: B023, E501, E731
+                    run = functools.partial(
+                        paced_async, send, asyncio.sleep, gather, plan, target, asyncio.ensure_future
+                    )
                 else:
-                    run = lambda: run_async(send, gather, plan, target)  # noqa: B023, E731
+                    run = functools.partial(run_async, send, gather, plan, target)
                 out.append(await measure_async(plan, target, run))
             close()
 

@@ -147,7 +147,11 @@ def run(quick: bool, log: Any = print) -> dict[str, Any]:
             name: {
                 "median": statistics.median(v),
                 "rounds": v,
-                **({"ratio": statistics.median(paired[name]), "ratios": paired[name]} if name in paired else {}),  # noqa: E501
+                **(
+                    {"ratio": statistics.median(paired[name]), "ratios": paired[name]}
+                    if name in paired
+                    else {}
+                ),
             }
             for name, v in tput.items()
         },

@@ -27,6 +27,7 @@ pytest.importorskip("tornado")
 pytest.importorskip("gevent")
 pytest.importorskip("twisted")
 
+
 def wait_until(condition: Any, what: str, timeout: float = DEADLINE) -> None:
     deadline = time.monotonic() + timeout
     while not condition():

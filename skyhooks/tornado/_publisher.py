@@ -59,8 +59,13 @@ class Publisher(AsyncioPublisher):
         if client is None:
             client = self._client = self.client_class(force_instance=True, max_clients=self.concurrency)
         request = HTTPRequest(
-            send.url, method="POST", headers=dict(send.headers), body=send.body,
-            connect_timeout=send.timeout, request_timeout=send.timeout, follow_redirects=False,
+            send.url,
+            method="POST",
+            headers=dict(send.headers),
+            body=send.body,
+            connect_timeout=send.timeout,
+            request_timeout=send.timeout,
+            follow_redirects=False,
         )
         try:
             # raise_error=False: any HTTP status is an answer for the core's retry policy.

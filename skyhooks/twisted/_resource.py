@@ -108,7 +108,6 @@ def _webhook_registry(request: Request) -> BaseRegistry[Any] | None:
     return resource.registry if isinstance(resource, WebhookResource) else None
 
 
-
 def _raw(response: Response) -> bytes:
     head = [f"HTTP/1.1 {response.status} {RESPONSES[response.status].decode()}"]
     head += [f"{name}: {value}" for name, value in response.headers.items()]

@@ -44,7 +44,11 @@ def run_scenario(name: str, *args: str, patched: bool = True) -> str:
         env["SKYHOOKS_GEVENT_UNPATCHED"] = "1"
     result = subprocess.run(
         [sys.executable, "-m", "tests.adapters.test_gevent_specific", name, *args],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stdout + result.stderr
     return result.stdout
@@ -356,7 +360,7 @@ class CountingInput:
 
 
 def chunked(body: bytes, size: int = 700) -> bytes:
-    pieces = [body[i:i + size] for i in range(0, len(body), size)]
+    pieces = [body[i : i + size] for i in range(0, len(body), size)]
     return b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces) + b"0\r\n\r\n"
 
 
@@ -367,7 +371,9 @@ def test_small_webhooks_are_answered_without_nagle_delay(tmp_path):
     instance = Instance("gevent", f"sqlite:///{tmp_path / 'hooks.db'}", secret, log_dir=tmp_path).start()
     bare = subprocess.Popen(
         [sys.executable, "-m", "tests.adapters.test_gevent_specific", "bare_pywsgi"],
-        cwd=REPO, stdout=subprocess.PIPE, text=True,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert bare.stdout is not None
@@ -387,8 +393,10 @@ def test_small_webhooks_are_answered_without_nagle_delay(tmp_path):
             return statistics.median(times) * 1000
 
         ours, baseline = p50(instance.url), p50(f"http://127.0.0.1:{bare_port}/")
-        print(f"p50 of a small signed POST: {ours:.2f} ms with skyhooks.gevent.WSGIServer, "
-              f"{baseline:.2f} ms with a bare pywsgi.WSGIServer")
+        print(
+            f"p50 of a small signed POST: {ours:.2f} ms with skyhooks.gevent.WSGIServer, "
+            f"{baseline:.2f} ms with a bare pywsgi.WSGIServer"
+        )
         assert ours < 20
     finally:
         bare.kill()

@@ -102,10 +102,14 @@ def test_publisher_delivers_retries_and_maps_failures_with(client_class: Any) ->
         registry.start()
         await registry.register(A42, got.append)
         dead = refused_url()
-        publisher = Publisher(store, secret, client_class=client_class,
-                              retry=_retry(attempts=2, timeout=0.5, deadline=3))
-        with Receiver(script=[503, 200]) as flaky, Receiver(script=["hang"]) as hanging, \
-                Receiver(script=[410]) as gone:
+        publisher = Publisher(
+            store, secret, client_class=client_class, retry=_retry(attempts=2, timeout=0.5, deadline=3)
+        )
+        with (
+            Receiver(script=[503, 200]) as flaky,
+            Receiver(script=["hang"]) as hanging,
+            Receiver(script=[410]) as gone,
+        ):
             for other in (dead, flaky.url, hanging.url, gone.url):
                 store.add(other, {T42}, ttl=60)
             report = await publisher.notify(A42, {"n": 1})
@@ -211,13 +215,19 @@ SECRET = generate_secret()
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
 def test_oversized_declared_body_is_refused_before_100_continue(endpoint: str) -> None:
     async def check(port: int, registry: Registry, got: list[Message]) -> None:
-        head = (f"POST /skyhooks HTTP/1.1\nHost: x\nContent-Type: application/json\n"
-                f"Content-Length: {registry.max_body_size + 1}\nExpect: 100-continue\n")
+        head = (
+            f"POST /skyhooks HTTP/1.1\nHost: x\nContent-Type: application/json\n"
+            f"Content-Length: {registry.max_body_size + 1}\nExpect: 100-continue\n"
+        )
         status, headers, body = await raw_request(port, head)  # the body is never sent
         assert status == 413
         assert headers["content-type"] == "application/json"
-        assert json.loads(body) == {"status": "error", "error": (
-            f"body of {registry.max_body_size + 1} bytes is over the limit of {registry.max_body_size}")}
+        assert json.loads(body) == {
+            "status": "error",
+            "error": (
+                f"body of {registry.max_body_size + 1} bytes is over the limit of {registry.max_body_size}"
+            ),
+        }
 
     _handler_scenario(check, endpoint)
 
@@ -227,8 +237,9 @@ def test_oversized_chunked_body_is_refused_once_it_passes_the_limit(endpoint: st
     async def check(port: int, registry: Registry, got: list[Message]) -> None:
         chunk = b"x" * 65536
         chunks = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(20)) + b"0\r\n\r\n"
-        head = "POST /skyhooks HTTP/1.1\nHost: x\nContent-Type: application/json\n" \
-            "Transfer-Encoding: chunked\n"
+        head = (
+            "POST /skyhooks HTTP/1.1\nHost: x\nContent-Type: application/json\nTransfer-Encoding: chunked\n"
+        )
         status, _, body = await raw_request(port, head, chunks)
         assert status == 413 and json.loads(body)["status"] == "error"
         assert got == []
@@ -241,7 +252,8 @@ def test_a_small_chunked_body_is_accepted(endpoint: str) -> None:
     async def check(port: int, registry: Registry, got: list[Message]) -> None:
         message = Signer(SECRET).build(A42, "chunked")
         head = "POST /skyhooks HTTP/1.1\nHost: x\nTransfer-Encoding: chunked\n" + "".join(
-            f"{name}: {value}\n" for name, value in message.headers.items())
+            f"{name}: {value}\n" for name, value in message.headers.items()
+        )
         middle = len(message.body) // 2
         parts = (message.body[:middle], message.body[middle:])
         chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in parts) + b"0\r\n\r\n"
@@ -268,7 +280,8 @@ def test_signed_posts_pass_an_app_with_xsrf_cookies(endpoint: str) -> None:
     async def check(port: int, registry: Registry, got: list[Message]) -> None:
         message = Signer(SECRET).build(A42, 1)
         head = f"POST /skyhooks HTTP/1.1\nHost: x\nContent-Length: {len(message.body)}\n" + "".join(
-            f"{name}: {value}\n" for name, value in message.headers.items())
+            f"{name}: {value}\n" for name, value in message.headers.items()
+        )
         status, _, body = await raw_request(port, head, message.body)
         assert (status, json.loads(body)) == (200, {"status": "ok", "notified": 1})
 
@@ -294,8 +307,8 @@ def test_keep_alive_head_and_a_bug_answered_in_json(endpoint: str, monkeypatch: 
         def post(data: Any) -> bytes:
             message = signer.build(A42, data)
             head = "".join(f"{name}: {value}\r\n" for name, value in message.headers.items())
-            return (f"POST /skyhooks HTTP/1.1\r\nHost: x\r\n{head}Content-Length: {len(message.body)}\r\n\r\n"
-                    .encode() + message.body)
+            start = f"POST /skyhooks HTTP/1.1\r\nHost: x\r\n{head}"
+            return f"{start}Content-Length: {len(message.body)}\r\n\r\n".encode() + message.body
 
         for n in range(2):  # one connection, two webhooks
             status, _, body = await exchange(post(n))

@@ -14,8 +14,13 @@ OK = b'{"status":"ok","notified":1}'
 REPLIES = [
     # (bytes, status, body, reusable, needs eof)
     (b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(OK) + OK, 200, OK, True, False),
-    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n1\r\n!\r\n0\r\nT: 1\r\n\r\n",
-     200, b"hello!", True, False),
+    (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n1\r\n!\r\n0\r\nT: 1\r\n\r\n",
+        200,
+        b"hello!",
+        True,
+        False,
+    ),
     (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n", 204, b"", True, False),
     (b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", 200, b"ok", False, False),
     (b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", 200, b"ok", False, False),
@@ -86,8 +91,7 @@ def test_cut_short_and_unframed_limits() -> None:
 def test_request_bytes() -> None:
     request = request_bytes(("http", "127.0.0.1", 8000), "/hook?a=1", {"webhook-id": "msg_1"}, b"{}")
     assert request == (
-        b"POST /hook?a=1 HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nContent-Length: 2\r\n"
-        b"webhook-id: msg_1\r\n\r\n{}"
+        b"POST /hook?a=1 HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nContent-Length: 2\r\nwebhook-id: msg_1\r\n\r\n{}"
     )
     assert b"Host: [::1]\r\n" in request_bytes(("https", "::1", 443), "/", {}, b"")
     for bad in ({"x": "a\r\nEvil: 1"}, {"x\n": "a"}, {"x": "\u2603"}):

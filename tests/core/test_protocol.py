@@ -307,8 +307,9 @@ def test_batch_replies():
     st.one_of(
         st.recursive(
             st.none() | st.booleans() | st.integers() | st.text(max_size=5),
-            lambda inner: st.lists(inner, max_size=3)
-            | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+            lambda inner: (
+                st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+            ),
             max_leaves=6,
         ).map(json.dumps),
         st.text(alphabet=' \t\n\r{}[]":,0123456789aenrstu\\.-+eE', max_size=12),

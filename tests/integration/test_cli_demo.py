@@ -92,7 +92,14 @@ def test_cli_against_a_running_demo(demo: Demo, streams: dict[str, EventStream])
     assert result.stdout.startswith(f"message {event['id']}:")
 
     result = skyhooks(
-        "notify", "--store", store, "--key", "account_id=42", "--data", '{"n": 2}', "--json",
+        "notify",
+        "--store",
+        store,
+        "--key",
+        "account_id=42",
+        "--data",
+        '{"n": 2}',
+        "--json",
         secret=demo.secret,
     )
     assert result.returncode == 0, result.stderr

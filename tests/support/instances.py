@@ -40,8 +40,17 @@ class Instance:
     def command(self) -> list[str]:
         """The instance program's command line."""
         return [
-            sys.executable, "-m", f"tests.adapters.instances.{self.framework}",
-            "--store", self.store, "--secret", self.secret, "--ttl", str(self.ttl), "--port", "0",
+            sys.executable,
+            "-m",
+            f"tests.adapters.instances.{self.framework}",
+            "--store",
+            self.store,
+            "--secret",
+            self.secret,
+            "--ttl",
+            str(self.ttl),
+            "--port",
+            "0",
         ]
 
     def environment(self) -> dict[str, str] | None:
@@ -51,7 +60,11 @@ class Instance:
     def start(self, timeout: float = 30.0) -> Instance:
         self._log = open(self.log_path, "w")  # noqa: SIM115 - lives as long as the process
         self.process = subprocess.Popen(
-            self.command(), cwd=REPO, stdout=subprocess.PIPE, stderr=self._log, text=True,
+            self.command(),
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
             env=self.environment(),
         )
         assert self.process.stdout is not None

@@ -18,16 +18,33 @@ from tests.support.instances import Instance
 
 
 class RecordingInstance(Instance):
-    def __init__(self, framework: str, store: str, secret: str, ttl: float = 90.0,
-                 log_dir: Path | None = None, keep_in_memory: bool = True):
+    def __init__(
+        self,
+        framework: str,
+        store: str,
+        secret: str,
+        ttl: float = 90.0,
+        log_dir: Path | None = None,
+        keep_in_memory: bool = True,
+    ):
         super().__init__(framework, store, secret, ttl, log_dir)
         self.channel = self.log_path.with_suffix(".received")
         self.keep_in_memory = keep_in_memory
 
     def command(self) -> list[str]:
         return [
-            sys.executable, "-m", "tests.reliability.recording_instance", self.framework,
-            "--store", self.store, "--secret", self.secret, "--ttl", str(self.ttl), "--port", "0",
+            sys.executable,
+            "-m",
+            "tests.reliability.recording_instance",
+            self.framework,
+            "--store",
+            self.store,
+            "--secret",
+            self.secret,
+            "--ttl",
+            str(self.ttl),
+            "--port",
+            "0",
         ]
 
     def environment(self) -> dict[str, str]:

@@ -45,7 +45,6 @@ class Instance:
         self.publishers = Publishers(Publisher, store, secret)
         self.webhook = WebhookApp(registry)
 
-
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ["PATH_INFO"]
         if path == "/skyhooks":
@@ -55,7 +54,7 @@ class Instance:
             status = "200 OK"
             try:
                 request = json.loads(environ["wsgi.input"].read() or b"{}")
-                body = self._act(environ["REQUEST_METHOD"], path[len("/control/"):], request)
+                body = self._act(environ["REQUEST_METHOD"], path[len("/control/") :], request)
             except (ValueError, TypeError, KeyError) as exc:
                 status, body = "400 Bad Request", error_json(exc)
         start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])

@@ -44,7 +44,6 @@ class Instance:
         self.publishers = Publishers(Publisher, store, secret)
 
 
-
 class ControlHandler(RequestHandler):
     def initialize(self, instance: Instance) -> None:
         self.instance = instance
@@ -115,10 +114,12 @@ async def main() -> None:
         endpoint: tuple[Any, ...] = (r"/skyhooks", WebhookHandler, {"registry": registry})
     else:
         endpoint = (r"/skyhooks", WebhookDelegate(registry))
-    app = Application([
-        endpoint,
-        (r"/control/(\w+)", ControlHandler, {"instance": instance}),
-    ])
+    app = Application(
+        [
+            endpoint,
+            (r"/control/(\w+)", ControlHandler, {"instance": instance}),
+        ]
+    )
     server = HTTPServer(app)
     server.add_sockets(sockets)
     PeriodicCallback(instance.recorder.tick, Recorder.TICK * 1000).start()
