@@ -111,13 +111,12 @@ class _CallbackRunner:
     """Runs each callback at once in a greenlet of its own, reusing idle ones.
 
     A slow or blocking-on-I/O callback delays neither the others nor the
-    webhook's answer: before switching to a worker, the caller asks the hub
-    to switch back to it, so a worker that blocks hands control to the hub,
-    which resumes the caller. A worker that does not block switches straight
-    back when done, and the hub never gets involved. That replaces a
-    ``gevent.spawn`` (a new greenlet) per callback and a ``gevent.sleep(0)``
-    (a trip around the hub's loop) per request, about a third of the gevent
-    adapter's cost per webhook.
+    webhook's answer: a worker that blocks switches to the hub, and gevent
+    first calls the worker's ``switch_out``, which has the hub resume the
+    caller. A worker that does not block switches straight back when done,
+    and the hub never gets involved. That replaces a ``gevent.spawn`` (a new
+    greenlet) per callback and a ``gevent.sleep(0)`` (a trip around the hub's
+    loop) per request, about a third of the gevent adapter's cost per webhook.
     """
 
     #: Idle workers kept for reuse; more only after a burst of blocking callbacks.
@@ -126,37 +125,55 @@ class _CallbackRunner:
     def __init__(self, hub: Any, invoke: Callable[[Callback, Message], None]) -> None:
         self.hub = hub
         self.invoke = invoke  # never raises an Exception: it logs
-        self._idle: list[greenlet] = []
+        self._idle: list[_Worker] = []
 
     def run(self, callback: Callback, message: Message) -> None:
         """Run ``invoke(callback, message)`` in a worker; return once it finished or blocked."""
-        waiting = [getcurrent()]  # emptied once this caller no longer waits for the worker
-        resume = self.hub.loop.run_callback(_resume, waiting)
-        worker = self._idle.pop() if self._idle else greenlet(self._work, parent=self.hub)
+        worker = self._idle.pop() if self._idle else _Worker(self)
+        waiting = worker.waiting = [getcurrent()]  # emptied once this caller no longer waits
         try:
-            worker.switch(waiting, callback, message)
+            worker.switch(callback, message)
         finally:
             waiting.clear()
-            resume.stop()
 
-    def _work(self, waiting: list[greenlet], callback: Callback, message: Message) -> None:
+    def work(self, callback: Callback, message: Message) -> None:
+        worker: _Worker = getcurrent()
         hub = self.hub
         while True:
             try:
                 self.invoke(callback, message)
             except BaseException:  # what a gevent.Greenlet would do with it: report, or raise in main
-                hub.handle_error(getcurrent(), *sys.exc_info())
+                hub.handle_error(worker, *sys.exc_info())
+            waiting, worker.waiting = worker.waiting, None
             caller = waiting.pop() if waiting else None
             if len(self._idle) >= self.MAX_IDLE:
                 if caller is not None:
-                    getcurrent().parent = caller  # ending returns to the parent
+                    worker.parent = caller  # ending returns to the parent
                 return
-            self._idle.append(getcurrent())
+            self._idle.append(worker)
             # Parked here until the next run() hands over its job.
-            waiting, callback, message = (caller or hub).switch()
+            callback, message = (caller or hub).switch()
+
+
+class _Worker(greenlet):  # type: ignore[misc]
+    """A runner's greenlet; ``waiting`` holds the caller while it waits for this one."""
+
+    def __init__(self, runner: _CallbackRunner) -> None:
+        super().__init__(runner.work, parent=runner.hub)
+        self.hub = runner.hub
+        self.waiting: list[greenlet] | None = None
+
+    def switch_out(self) -> None:
+        # gevent calls this as the greenlet switches to the hub: the callback
+        # blocked (or this worker parks, with nobody waiting). The caller goes
+        # on at the hub's next turn rather than wait for the callback.
+        waiting, self.waiting = self.waiting, None
+        if waiting:
+            self.hub.loop.run_callback(_resume, waiting)
 
 
 def _resume(waiting: list[greenlet]) -> None:
-    # Run by the hub once a worker blocked: the caller goes on without it.
+    # Run by the hub once a worker blocked: the caller goes on without it,
+    # unless it went on already (emptied by run()).
     if waiting:
         waiting.pop().switch()

@@ -306,6 +306,56 @@ def scenario_callback_workers() -> None:
     print("ok")
 
 
+def test_a_caller_interrupted_while_its_callback_blocks_is_not_woken_later():
+    run_scenario("interrupted_caller")
+
+
+def scenario_interrupted_caller() -> None:
+    """The hub is asked to resume a caller once its callback blocks. If an exception
+    thrown into the caller (a kill, a gevent.Timeout) got there first, that request
+    must come to nothing: the caller has gone on, and a stray switch into it would
+    break whatever it waits for next."""
+    import gevent
+
+    from skyhooks.gevent import Registry
+
+    secret = generate_secret()
+    registry = Registry("http://127.0.0.1:9/skyhooks", "memory://", secret)
+    signer = Signer(secret)
+    got: list[str] = []
+    callers: list[Any] = []
+
+    class Interrupted(Exception):
+        pass
+
+    def callback(message: Message) -> None:
+        if message.data == "interrupt":
+            callers[0].kill(Interrupted, block=False)  # queued on the hub before this blocks
+            gevent.sleep(0.05)
+        got.append(str(message.data))
+
+    def post(data: str) -> dict:
+        message = signer.build(A42, data)
+        return json.loads(registry.handle_request("POST", message.headers, message.body).body)
+
+    def interrupted_caller() -> str:
+        try:
+            post("interrupt")
+        except Interrupted:
+            pass
+        gevent.sleep(0.2)  # a stray switch would end this with an InvalidSwitchError
+        return "slept"
+
+    registry.register(A42, callback)
+    callers.append(gevent.spawn(interrupted_caller))
+    callers[0].join(2)
+    assert callers[0].successful() and callers[0].value == "slept", callers[0].exception
+    assert got == ["interrupt"], got  # the blocked callback finished, in its own greenlet
+    assert [post(str(n))["notified"] for n in range(3)] == [1] * 3
+    assert got == ["interrupt", "0", "1", "2"], got
+    print("ok")
+
+
 def test_the_app_reads_at_most_one_byte_over_the_limit():
     run_scenario("bounded_reads")
 
