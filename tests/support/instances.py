@@ -39,19 +39,11 @@ class Instance:
 
     def command(self) -> list[str]:
         """The instance program's command line."""
-        return [
-            sys.executable,
-            "-m",
-            f"tests.adapters.instances.{self.framework}",
-            "--store",
-            self.store,
-            "--secret",
-            self.secret,
-            "--ttl",
-            str(self.ttl),
-            "--port",
-            "0",
-        ]
+        return [sys.executable, "-m", f"tests.adapters.instances.{self.framework}", *self.options()]
+
+    def options(self) -> list[str]:
+        """The options every instance program takes: its store, secret and TTL, any port."""
+        return ["--store", self.store, "--secret", self.secret, "--ttl", str(self.ttl), "--port", "0"]
 
     def environment(self) -> dict[str, str] | None:
         """Its environment (None: this process's)."""

@@ -32,20 +32,7 @@ class RecordingInstance(Instance):
         self.keep_in_memory = keep_in_memory
 
     def command(self) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "tests.reliability.recording_instance",
-            self.framework,
-            "--store",
-            self.store,
-            "--secret",
-            self.secret,
-            "--ttl",
-            str(self.ttl),
-            "--port",
-            "0",
-        ]
+        return [sys.executable, "-m", "tests.reliability.recording_instance", self.framework, *self.options()]
 
     def environment(self) -> dict[str, str]:
         env = dict(os.environ, SKYHOOKS_SIDE_CHANNEL=str(self.channel))
