@@ -354,6 +354,14 @@ def _targets(t: dict[str, Any]) -> tuple[list[str], list[tuple[str, bool | None,
 
 
 def write_markdown(results: dict[str, Any]) -> str:
+    """Write ``benchmarks/RESULTS.md`` (:func:`markdown`); return its text."""
+    text = markdown(results)
+    (HERE / "RESULTS.md").write_text(text)
+    return text
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """RESULTS.md's text: the target checks, then every figure's tables."""
     md, checks = tables(results)
     head = [
         "# skyhooks benchmark results",
@@ -375,9 +383,7 @@ def write_markdown(results: dict[str, Any]) -> str:
         "[latency distributions](results/latency.png), [store scaling](results/stores.png)",
         "",
     ]
-    text = "\n".join(head + md)
-    (HERE / "RESULTS.md").write_text(text)
-    return text
+    return "\n".join(head + md)
 
 
 def plots(results: dict[str, Any]) -> None:

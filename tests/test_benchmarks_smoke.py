@@ -1,4 +1,4 @@
-"""A tiny run of the delivery benchmark: it counts what it sends and nothing is lost.
+"""Tiny runs of the benchmark harness (it counts what it sends, nothing is lost) and of its report.
 
 Never a timing assertion: these machines are shared; the figures themselves come
 from ``python -m benchmarks``.
@@ -6,6 +6,7 @@ from ``python -m benchmarks``.
 
 from __future__ import annotations
 
+import copy
 import shutil
 import sys
 
@@ -13,7 +14,7 @@ import pytest
 
 pytest.importorskip("tornado")
 
-from benchmarks import delivery
+from benchmarks import delivery, report
 from benchmarks.common import start_process
 from skyhooks import generate_secret
 
@@ -100,3 +101,23 @@ def test_redis_baseline_loses_nothing():
             }
             [result] = delivery.run_sender("redis", plan, timeout=60)
     assert result["sent"] > 0 and result["delivered"] == result["sent"] and result["lost"] == 0, result
+
+
+def test_the_report_of_a_quick_run_says_what_it_did_not_measure():
+    # The committed results of a full run, cut to a quick run's shape: one round
+    # of the targets, store scaling stopped at 100k.
+    results = report.load()
+    assert {"targets", "stores"} <= results.keys(), "benchmarks/results/*.json are committed"
+    full = report.markdown(results)
+    assert "| SQLite lookup p99 at 1M within 2x of 1k | yes |" in full
+    assert "A quick run has one round" not in full
+    quick = copy.deepcopy(results)
+    quick["stores"]["sqlite"]["rows"] = [r for r in quick["stores"]["sqlite"]["rows"] if r["size"] <= 100_000]
+    quick["targets"]["rounds"] = 1
+    quick["targets"]["seconds"] = 0.5
+    quick["targets"]["paced_count"] = 500
+    text = report.markdown(quick)
+    assert "| SQLite lookup p99 at 1M within 2x of 1k | not measured | this run stopped at 100,000" in text
+    assert "## 0. The targets, interleaved (one round)" in text
+    assert "0.5 s per throughput run, 500 messages paced" in text
+    assert "their 5th slowest" in text
