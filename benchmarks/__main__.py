@@ -28,6 +28,7 @@ import sys
 import time
 
 from benchmarks import report
+from benchmarks.common import missing_prerequisites
 
 FIGURES = ["targets", "throughput", "latency", "receive", "stores", "memory"]
 
@@ -42,6 +43,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     command = "python -m benchmarks " + " ".join(argv if argv is not None else sys.argv[1:])
     frameworks = args.frameworks.split(",")
+    unknown = sorted(set(frameworks) - {"tornado", "gevent", "twisted"})
+    if unknown:
+        parser.error(f"--frameworks: unknown {', '.join(unknown)} (tornado, gevent, twisted)")
     wanted = set(
         FIGURES
         if args.figure == "all"
@@ -51,6 +55,10 @@ def main(argv: list[str] | None = None) -> None:
         if args.figure == "report"
         else [args.figure]
     )
+    missing = missing_prerequisites(wanted, frameworks)
+    if missing:
+        lines = "".join(f"\n  - {m}" for m in missing)
+        parser.exit(2, f"python -m benchmarks: this machine lacks what the run needs:{lines}\n")
     started = time.monotonic()
 
     def log(line: str) -> None:

@@ -8,6 +8,7 @@ a ratio, because these machines are shared and noisy. Load comes from ``wrk``
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import re
 import shutil
@@ -23,6 +24,27 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+DELIVERY_FIGURES = {"targets", "throughput", "latency"}
+
+
+def missing_prerequisites(figures: set[str], frameworks: Sequence[str]) -> list[str]:
+    """What a run of *figures* needs that this machine lacks, each with how to get
+    it: checked before anything runs, rather than found minutes into a run."""
+    programs = (["redis-server"] if figures & DELIVERY_FIGURES else []) + (
+        ["wrk"] if "receive" in figures else []
+    )
+    modules = {"matplotlib"}  # every run ends by drawing the plots
+    if figures & DELIVERY_FIGURES:  # the baselines, and every publisher and receiver
+        modules |= {"aiohttp", "redis", "socketio", "tornado", "gevent", "twisted"}
+    if figures & {"receive", "memory"}:
+        modules |= set(frameworks)
+    missing = [f"{p} is not installed: apt-get install {p}" for p in programs if shutil.which(p) is None]
+    missing += [
+        f"the Python package {m!r} is not installed: pip install -e '.[all,bench]'"
+        for m in sorted(modules)
+        if importlib.util.find_spec(m) is None
+    ]
+    return missing
 
 
 @dataclass

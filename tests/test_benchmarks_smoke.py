@@ -7,7 +7,9 @@ from ``python -m benchmarks``.
 from __future__ import annotations
 
 import copy
+import os
 import shutil
+import subprocess
 import sys
 
 import pytest
@@ -121,3 +123,22 @@ def test_the_report_of_a_quick_run_says_what_it_did_not_measure():
     assert "## 0. The targets, interleaved (one round)" in text
     assert "0.5 s per throughput run, 500 messages paced" in text
     assert "their 5th slowest" in text
+
+
+def test_a_run_stops_before_it_starts_when_a_program_it_needs_is_missing(tmp_path):
+    # No PATH: neither wrk nor redis-server can be found. The run says what to
+    # install and exits before measuring (or writing) anything.
+    results = report.RESULTS / "receive.json"
+    before = results.read_bytes() if results.exists() else None
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "receive", "--quick"],
+        cwd=report.HERE.parent,
+        env={**os.environ, "PATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2, out
+    assert "wrk is not installed: apt-get install wrk" in out.stderr
+    assert "redis-server" not in out.stderr  # the receive figure needs no Redis
+    assert (results.read_bytes() if results.exists() else None) == before
