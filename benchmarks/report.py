@@ -386,7 +386,8 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(head + md)
 
 
-def plots(results: dict[str, Any]) -> None:
+def plots(results: dict[str, Any], out: Path = RESULTS) -> None:
+    """Draw throughput.png, latency.png and stores.png into *out*."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -394,66 +395,9 @@ def plots(results: dict[str, Any]) -> None:
 
     d = results.get("delivery")
     if d and d.get("throughput"):
-        fig, ax = plt.subplots(figsize=(8, 5))
-        series: dict[str, dict[int, float]] = {}
-        for r in d["throughput"]:
-            name = (
-                f"baseline: {r['sender']}"
-                if r["system"] == "baseline"
-                else f"{r['receiver']} <- {r['sender']}"
-                + (" (batch 100)" if r.get("batch", 1) > 1 else "")
-                + (" (1 POST each)" if r.get("max_in_flight", DEFAULT_IN_FLIGHT) == 0 else "")
-            )
-            series.setdefault(name, {})[r["instances"]] = r["rate"]
-        for name, points in sorted(series.items()):
-            xs = sorted(points)
-            style = (
-                {"lw": 3}
-                if name.startswith("baseline")
-                else {
-                    "lw": 1,
-                    "alpha": 0.7,
-                    "ls": "--" if "batch" in name else ":" if "POST each" in name else "-",
-                }
-            )
-            ax.plot(xs, [points[x] for x in xs], marker="o", label=name, **style)
-        ax.set_xlabel("receiving instances")
-        ax.set_ylabel("delivered messages/s (counted at callbacks)")
-        ax.set_yscale("log")
-        ax.set_xticks([1, 4])
-        ax.legend(fontsize=6, ncol=2)
-        ax.set_title("Throughput vs instances")
-        fig.tight_layout()
-        fig.savefig(RESULTS / "throughput.png", dpi=110)
-        plt.close(fig)
+        _throughput_plot(plt, d["throughput"], out)
     if d and d.get("latency"):
-        fig, ax = plt.subplots(figsize=(8, 5))
-        for r in d["latency"]:
-            lat = sorted(r.get("latencies") or [])
-            if not lat:
-                continue
-            name = (
-                f"baseline: {r['sender']}"
-                if r["system"] == "baseline"
-                else f"floor: bare {r['receiver']}"
-                if r["system"] == "floor"
-                else f"{r['receiver']} <- {r['sender']}"
-            )
-            ax.plot(
-                lat,
-                [(i + 1) / len(lat) for i in range(len(lat))],
-                label=name,
-                lw=3 if r["system"] == "baseline" else 1,
-                ls=":" if r["system"] == "floor" else "-",
-            )
-        ax.set_xscale("log")
-        ax.set_xlabel("notify -> callback latency, ms")
-        ax.set_ylabel("fraction of messages")
-        ax.set_title(f"Latency distribution, paced at {d['paced_rate']}/s")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(RESULTS / "latency.png", dpi=110)
-        plt.close(fig)
+        _latency_plot(plt, d["latency"], d["paced_rate"], out)
     st = results.get("stores")
     if st:
         fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -469,5 +413,93 @@ def plots(results: dict[str, Any]) -> None:
         ax.legend()
         ax.set_title("Store lookup latency vs registry size")
         fig.tight_layout()
-        fig.savefig(RESULTS / "stores.png", dpi=110)
+        fig.savefig(out / "stores.png", dpi=110)
         plt.close(fig)
+
+
+# One look for every plot: the baselines thick, in greys, each with its marker;
+# each publisher in its colour, how it sent in the line's style; one panel per
+# receiving framework.
+_BASELINES = {"raw": ("black", "s"), "redis": ("0.45", "^"), "socketio": ("0.72", "D")}
+_COLOURS = {"blocking": "C0", "tornado": "C1", "gevent": "C2", "twisted": "C3"}
+_MODES = {"notify": "-", "notify_many(100)": "--", "submit": "-.", "notify, 1 POST each": ":"}
+_FLOOR = {"color": "0.3", "ls": ":", "lw": 1.5}
+
+
+def _baseline_style(name: str, every: int | None = None) -> dict[str, Any]:
+    colour, marker = _BASELINES[name]
+    return {"color": colour, "marker": marker, "ms": 5, "lw": 2.5, "markevery": every}
+
+
+def _receivers(rows: list[dict[str, Any]]) -> list[str]:
+    return [fw for fw in ("tornado", "gevent", "twisted") if any(r["receiver"] == fw for r in rows)]
+
+
+def _legend(fig: Any, plt: Any, modes: list[str], with_floor: bool = False) -> None:
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], **_baseline_style(n), label=f"baseline: {n}") for n in _BASELINES]
+    if with_floor:
+        handles.append(Line2D([], [], **_FLOOR, label="raw client -> bare handler"))
+    handles += [Line2D([], [], color=c, lw=2, label=f"{n} publisher") for n, c in _COLOURS.items()]
+    handles += [Line2D([], [], color="0.2", ls=_MODES[m], lw=1.5, label=m) for m in modes]
+    fig.legend(handles=handles, loc="lower center", ncol=5, fontsize=8, frameon=False)
+
+
+def _throughput_plot(plt: Any, rows: list[dict[str, Any]], out: Path) -> None:
+    receivers = _receivers(rows)
+    fig, axes = plt.subplots(1, len(receivers), figsize=(4 * len(receivers), 5), sharey=True, squeeze=False)
+    for ax, fw in zip(axes[0], receivers, strict=True):
+        series: dict[tuple[str, str], dict[int, float]] = {}
+        for r in rows:
+            if r["system"] == "baseline" or r["receiver"] == fw:
+                sends = _sends(r) or "notify"
+                sender = "blocking" if r["sender"] == "blocking submit" else r["sender"]
+                series.setdefault((sender, sends), {})[r["instances"]] = r["rate"]
+        for (sender, sends), points in series.items():
+            xs = sorted(points)
+            style = (
+                _baseline_style(sender)
+                if sender in _BASELINES
+                else {"color": _COLOURS[sender], "ls": _MODES[sends], "lw": 1.5, "marker": "o", "ms": 3}
+            )
+            ax.plot(xs, [points[x] for x in xs], **style)
+        ax.set_title(f"into {fw}")
+        ax.set_xlabel("receiving instances")
+        ax.set_xticks([1, 4])
+        ax.set_yscale("log")
+        ax.grid(True, which="both", alpha=0.25)
+    axes[0][0].set_ylabel("delivered messages/s (counted at the callbacks)")
+    fig.suptitle("Throughput vs instances: every publisher into every receiver, and the baselines")
+    _legend(fig, plt, list(_MODES))
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    fig.savefig(out / "throughput.png", dpi=110)
+    plt.close(fig)
+
+
+def _latency_plot(plt: Any, rows: list[dict[str, Any]], rate: int, out: Path) -> None:
+    receivers = _receivers(rows)
+    fig, axes = plt.subplots(1, len(receivers), figsize=(4 * len(receivers), 4.5), sharey=True, squeeze=False)
+    for ax, fw in zip(axes[0], receivers, strict=True):
+        for r in rows:
+            lat = sorted(r.get("latencies") or [])
+            if not lat or not (r["system"] == "baseline" or r["receiver"] == fw):
+                continue
+            style = (
+                _baseline_style(r["sender"], every=max(1, len(lat) // 10))  # a marker per decile
+                if r["system"] == "baseline"
+                else _FLOOR
+                if r["system"] == "floor"
+                else {"color": _COLOURS[r["sender"]], "lw": 1.5}
+            )
+            ax.plot(lat, [(i + 1) / len(lat) for i in range(len(lat))], **style)
+        ax.set_title(f"into {fw}")
+        ax.set_xscale("log")
+        ax.set_xlabel("notify -> callback, ms")
+        ax.grid(True, which="both", alpha=0.25)
+    axes[0][0].set_ylabel("fraction of messages")
+    fig.suptitle(f"Latency distributions, paced at {rate}/s")
+    _legend(fig, plt, [], with_floor=True)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    fig.savefig(out / "latency.png", dpi=110)
+    plt.close(fig)

@@ -142,3 +142,11 @@ def test_a_run_stops_before_it_starts_when_a_program_it_needs_is_missing(tmp_pat
     assert "wrk is not installed: apt-get install wrk" in out.stderr
     assert "redis-server" not in out.stderr  # the receive figure needs no Redis
     assert (results.read_bytes() if results.exists() else None) == before
+
+
+def test_the_plots_are_drawn_from_the_results(tmp_path):
+    pytest.importorskip("matplotlib")
+    report.plots(report.load(), tmp_path)
+    for name in ("throughput", "latency", "stores"):
+        png = (tmp_path / f"{name}.png").read_bytes()
+        assert png.startswith(b"\x89PNG") and len(png) > 20_000, name
