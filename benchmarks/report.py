@@ -400,21 +400,7 @@ def plots(results: dict[str, Any], out: Path = RESULTS) -> None:
         _latency_plot(plt, d["latency"], d["paced_rate"], out)
     st = results.get("stores")
     if st:
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        for kind, s in st.items():
-            if isinstance(s, dict) and s.get("rows"):
-                xs = [r["size"] for r in s["rows"]]
-                for q in ("p50", "p99"):
-                    ax.plot(xs, [r["lookup_us"][q] for r in s["rows"]], marker="o", label=f"{kind} {q}")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("subscriptions in the store")
-        ax.set_ylabel("lookup latency, µs")
-        ax.legend()
-        ax.set_title("Store lookup latency vs registry size")
-        fig.tight_layout()
-        fig.savefig(out / "stores.png", dpi=110)
-        plt.close(fig)
+        _stores_plot(plt, st, out)
 
 
 # One look for every plot: the baselines thick, in greys, each with its marker;
@@ -502,4 +488,35 @@ def _latency_plot(plt: Any, rows: list[dict[str, Any]], rate: int, out: Path) ->
     _legend(fig, plt, [], with_floor=True)
     fig.tight_layout(rect=(0, 0.12, 1, 1))
     fig.savefig(out / "latency.png", dpi=110)
+    plt.close(fig)
+
+
+def _stores_plot(plt: Any, stores: dict[str, Any], out: Path) -> None:
+    fig, (lookups, writes) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for n, (store, s) in enumerate(
+        (k, s) for k, s in stores.items() if isinstance(s, dict) and s.get("rows")
+    ):
+        xs, colour = [r["size"] for r in s["rows"]], f"C{n}"
+        kind = "MongoDB wire (mongoeco)" if store == "mongodb" else store
+        for q, ls in (("p50", "-"), ("p99", "--")):
+            values = [r["lookup_us"][q] for r in s["rows"]]
+            lookups.plot(xs, values, marker="o", color=colour, ls=ls, label=f"{kind} lookup {q}")
+        writes.plot(
+            xs, [r["adds_per_s"] for r in s["rows"]], marker="o", color=colour, label=f"{kind} adds/s"
+        )
+        renewed = [r["renewed_topics_per_s"] for r in s["rows"]]
+        writes.plot(xs, renewed, marker="s", color=colour, ls="--", label=f"{kind} renewed topics/s")
+    lookups.set_ylabel("lookup latency, µs")
+    lookups.set_title("Lookups")
+    writes.set_ylabel("per second")
+    writes.set_title("Adds and renewals")
+    for ax in (lookups, writes):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("subscriptions in the store")
+        ax.grid(True, which="both", alpha=0.25)
+        ax.legend(fontsize=8)
+    fig.suptitle("Store scaling: the cost as the registry grows")
+    fig.tight_layout()
+    fig.savefig(out / "stores.png", dpi=110)
     plt.close(fig)
