@@ -13,7 +13,7 @@ import argparse
 import asyncio
 import signal
 
-from benchmarks.servers._tally import Tally
+from benchmarks.servers._tally import Tally, announce
 
 REPLY_BODY = b'{"status":"ok","notified":1}'
 REPLY = (
@@ -65,7 +65,7 @@ class ReceiverProtocol(asyncio.Protocol):
 async def main(port: int) -> None:
     loop = asyncio.get_running_loop()
     server = await loop.create_server(ReceiverProtocol, "127.0.0.1", port)
-    print(f"LISTENING {server.sockets[0].getsockname()[1]}", flush=True)
+    announce(server.sockets[0].getsockname()[1])
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
