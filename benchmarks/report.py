@@ -421,7 +421,7 @@ def _receivers(rows: list[dict[str, Any]]) -> list[str]:
     return [fw for fw in ("tornado", "gevent", "twisted") if any(r["receiver"] == fw for r in rows)]
 
 
-def _legend(fig: Any, plt: Any, modes: list[str], with_floor: bool = False) -> None:
+def _legend(fig: Any, modes: list[str], with_floor: bool = False) -> None:
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], **_baseline_style(n), label=f"baseline: {n}") for n in _BASELINES]
@@ -447,7 +447,13 @@ def _throughput_plot(plt: Any, rows: list[dict[str, Any]], out: Path) -> None:
             style = (
                 _baseline_style(sender)
                 if sender in _BASELINES
-                else {"color": _COLOURS[sender], "ls": _MODES[sends], "lw": 1.5, "marker": "o", "ms": 3}
+                else {
+                    "color": _COLOURS[sender],
+                    "ls": _MODES.get(sends, "--"),  # any other notify_many size: dashed too
+                    "lw": 1.5,
+                    "marker": "o",
+                    "ms": 3,
+                }
             )
             ax.plot(xs, [points[x] for x in xs], **style)
         ax.set_title(f"into {fw}")
@@ -457,7 +463,7 @@ def _throughput_plot(plt: Any, rows: list[dict[str, Any]], out: Path) -> None:
         ax.grid(True, which="both", alpha=0.25)
     axes[0][0].set_ylabel("delivered messages/s (counted at the callbacks)")
     fig.suptitle("Throughput vs instances: every publisher into every receiver, and the baselines")
-    _legend(fig, plt, list(_MODES))
+    _legend(fig, list(_MODES))
     fig.tight_layout(rect=(0, 0.12, 1, 1))
     fig.savefig(out / "throughput.png", dpi=110)
     plt.close(fig)
@@ -485,7 +491,7 @@ def _latency_plot(plt: Any, rows: list[dict[str, Any]], rate: int, out: Path) ->
         ax.grid(True, which="both", alpha=0.25)
     axes[0][0].set_ylabel("fraction of messages")
     fig.suptitle(f"Latency distributions, paced at {rate}/s")
-    _legend(fig, plt, [], with_floor=True)
+    _legend(fig, [], with_floor=True)
     fig.tight_layout(rect=(0, 0.12, 1, 1))
     fig.savefig(out / "latency.png", dpi=110)
     plt.close(fig)
