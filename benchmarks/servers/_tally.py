@@ -71,8 +71,9 @@ def parse_args() -> argparse.Namespace:
 
 
 def announce(port: int) -> None:
-    """Say the server is ready, after the full collection start-up objects wait for:
-    17-24 ms in a Twisted server, otherwise had a few hundred requests into the
-    first run (every server here announces through this, baselines too)."""
+    """Say the server is ready, after a full garbage collection: the first one
+    after start-up takes 17-24 ms in a Twisted server and would otherwise land a
+    few hundred requests into the first run. Every server here, the baselines
+    too, announces through this."""
     gc.collect()
     print(f"LISTENING {port}", flush=True)
