@@ -2,7 +2,7 @@
 
     python -m benchmarks all --quick     # every figure, a first look (about 2 1/2 minutes on 2 cores)
     python -m benchmarks all             # the figures: 5 rounds, longer runs (about 28 minutes)
-    python -m benchmarks targets|throughput|latency|delivery|receive|stores|memory [--quick]
+    python -m benchmarks targets|throughput|latency|delivery|receive|stores|memory|threads [--quick]
     python -m benchmarks report          # rebuild RESULTS.md and the plots from results/*.json
 
 0. targets: each target's configurations against their baselines, interleaved
@@ -15,6 +15,8 @@
 3. receive: each adapter's handler vs a bare handler of its framework, under wrk.
 4. stores: lookup latency and add/renew throughput from 1k to 1M subscriptions.
 5. memory: bytes per local subscription with 100k callbacks registered.
+6. threads: the blocking publisher's notify() from 1 to 32 threads, with and
+   without handing the crowd to its loop thread (``benchmarks/threads.py``).
 
 Needs ``redis-server`` and ``wrk`` (Debian packages) and the ``bench`` extra;
 MongoDB figures need the mongoeco Python (see ``tests/support/mongo.py``).
@@ -30,7 +32,7 @@ import time
 from benchmarks import report
 from benchmarks.common import missing_prerequisites
 
-FIGURES = ["targets", "throughput", "latency", "receive", "stores", "memory"]
+FIGURES = ["targets", "throughput", "latency", "receive", "stores", "memory", "threads"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -97,6 +99,11 @@ def main(argv: list[str] | None = None) -> None:
 
         log("5. memory per local subscription")
         report.save("memory", memory.run(args.quick, frameworks, log), command)
+    if "threads" in wanted:
+        from benchmarks import threads
+
+        log("6. the blocking publisher's notify() from many threads")
+        report.save("threads", threads.run(args.quick, log), command)
     results = report.load()
     text = report.write_markdown(results)
     report.plots(results)

@@ -35,7 +35,8 @@ BASELINES = {
     "socketio": "Socket.IO RedisManager emitter",
 }
 IN_FLIGHT = 16  # concurrent notifies (tasks, greenlets) in async senders
-THREADS = 8  # threads calling the blocking publisher
+THREADS = IN_FLIGHT  # threads calling the blocking publisher's notify: as many in flight
+BATCH_THREADS = 8  # threads calling its notify_many
 
 
 def free_port() -> int:
@@ -308,7 +309,7 @@ def run(
                     for pub in [p for p in publishers if not quick or p in ("blocking", fw)]:
                         plan = {
                             "store": store,
-                            "threads": THREADS,
+                            "threads": BATCH_THREADS,
                             "batch": 100,
                             "in_flight": 4,
                             "seconds": seconds,
@@ -334,6 +335,7 @@ def run(
         "paced_count": count,
         "in_flight": IN_FLIGHT,
         "threads": THREADS,
+        "batch_threads": BATCH_THREADS,
         "throughput": rows,
         "latency": lat_rows,
     }

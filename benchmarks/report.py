@@ -12,7 +12,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-FIGURES = ["targets", "delivery", "receive", "stores", "memory"]
+FIGURES = ["targets", "delivery", "receive", "stores", "memory", "threads"]
 DEFAULT_IN_FLIGHT = 2  # the publishers' max_in_flight default (rows without the key ran with it)
 PUBLISHERS = ["blocking", "tornado", "gevent", "twisted"]
 
@@ -77,7 +77,7 @@ def tables(results: dict[str, Any]) -> tuple[list[str], list[tuple[str, bool | N
         md += [
             f"## 1. Delivered messages/s, counted at the callbacks ({d['command']})",
             "",
-            f"One publisher process, {d['in_flight']} notifies in flight (blocking: {d['threads']} threads; "
+            f"One publisher process, {d['in_flight']} notifies in flight (blocking: {d['threads']} threads, batches from {d.get('batch_threads', d['threads'])}; "
             "Redis and Socket.IO: one unpipelined caller), receivers in their own processes, "
             f"{d['seconds']:.0f} s per run; x4 = each message to 4 instances, each callback counted.",
             "",
@@ -242,6 +242,26 @@ def tables(results: dict[str, Any]) -> tuple[list[str], list[tuple[str, bool | N
         for r in mem["rows"]:
             md.append(
                 f"| {r['framework']} | {r['bytes_per_subscription']:.0f} | {r['rss_bytes_per_subscription']:.0f} |"
+            )
+        md.append("")
+    th = results.get("threads")
+    if th:
+        md += [
+            f"## 6. The blocking publisher's `notify()` from many threads ({th['rounds']} rounds, medians)",
+            "",
+            "Into one Tornado instance, `notify()` per message from each thread for "
+            f"{th['seconds']:g} s: as shipped (beyond the first few calls at once, the rest are handed to "
+            "the publisher's loop thread and travel together) and with every call delivered in its own "
+            "thread (the hand-over off), with the Socket.IO emitter from one thread beside them; "
+            "ratios are medians of the per-round ratios.",
+            "",
+            "| threads | notify msgs/s | every call inline msgs/s | notify / inline | notify / Socket.IO |",
+            "|---:|---:|---:|---:|---:|",
+        ]
+        for r in th["rows"]:
+            md.append(
+                f"| {r['threads']} | {r['shipped']:,.0f} | {r['inline']:,.0f} | {r['vs_inline']:.2f} "
+                f"| {r['vs_socketio']:.2f} |"
             )
         md.append("")
     t = results.get("targets")

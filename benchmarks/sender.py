@@ -79,6 +79,10 @@ def make_sender(kind: str, plan: dict[str, Any]) -> tuple[Callable[..., Any], Ca
             from skyhooks.tornado import Publisher
         else:
             from skyhooks.twisted import Publisher
+        if "inline_notifies" in plan:  # benchmarks/threads.py's baseline: no hand-over to the loop
+            import skyhooks._publisher
+
+            skyhooks._publisher.INLINE_NOTIFIES = plan["inline_notifies"]
         publisher = Publisher(plan["store"], plan["secret"], **plan.get("options", {}))
         post = publisher._send
 

@@ -12,9 +12,9 @@ ratios over the rounds (the median rates are shown beside). The per-round
 figures are kept in the JSON.
 
 Throughput: one Tornado instance, Socket.IO and Redis pub/sub baselines, each
-publisher unbatched (``notify`` per message, 16 in flight; blocking: 8 threads,
+publisher unbatched (``notify`` per message, 16 in flight; blocking: 16 threads,
 and ``submit`` per message from one thread, 16 unfinished at most) and batched
-(``notify_many`` of 100). Latency: paced at 500/s, the Socket.IO
+(``notify_many`` of 100; blocking: 8 threads). Latency: paced at 500/s, the Socket.IO
 baseline, each framework's bare floor, and the pairs the targets name.
 """
 
@@ -28,7 +28,7 @@ import tempfile
 from typing import Any
 
 from benchmarks.common import start_process
-from benchmarks.delivery import IN_FLIGHT, THREADS, percentiles, redis_server, run_sender
+from benchmarks.delivery import BATCH_THREADS, IN_FLIGHT, THREADS, percentiles, redis_server, run_sender
 from skyhooks import generate_secret
 
 PUBLISHERS = ["blocking", "tornado", "gevent", "twisted"]
@@ -86,7 +86,7 @@ def run(quick: bool, log: Any = print) -> dict[str, Any]:
         # IN_FLIGHT unfinished at most (its max_pending), as the async senders have.
         throughput_runs.append(("blocking submit unbatched", "submit", skyhooks("tornado"), {"threads": 1}))
         for pub in ("blocking", "tornado"):
-            plan = {"threads": THREADS, "batch": 100, "in_flight": 4}
+            plan = {"threads": BATCH_THREADS, "batch": 100, "in_flight": 4}
             throughput_runs.append((f"{pub} batched", pub, skyhooks("tornado"), plan))
         latency_runs: list[tuple[str, str, dict[str, Any]]] = [("socketio", *baselines["socketio"])]
         for fw in FRAMEWORKS:

@@ -157,3 +157,104 @@ def test_a_script_that_ends_without_close_still_delivers_what_it_submitted(sqlit
         done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
         assert done.returncode == 0 and done.stdout.strip() == "submitted", done.stderr
         assert sum(carried(q) for q in r.requests) == 20
+
+
+# -- notify() from a crowd of threads: the calls beyond the first few go through the loop
+
+
+def spy_on_submit(publisher: Publisher) -> list[threading.Thread]:
+    """Record the thread of every submit() call (notify's hand-overs included)."""
+    callers: list[threading.Thread] = []
+    submit = publisher.submit
+
+    def recording(keys, data):
+        callers.append(threading.current_thread())
+        return submit(keys, data)
+
+    publisher.submit = recording  # type: ignore[method-assign]
+    return callers
+
+
+def test_notify_alone_runs_in_its_own_thread(store, secret):
+    with Receiver() as r, Publisher(store, secret, retry=FAST) as publisher:
+        store.add(r.url, {T42}, ttl=60)
+        handed = spy_on_submit(publisher)
+        reports = [publisher.notify({"account_id": 42}, i) for i in range(20)]
+        assert all(rep.ok for rep in reports) and r.count == 20
+        assert handed == [] and publisher._background._thread is None  # no loop thread was started
+
+
+def test_notify_calls_beyond_the_inline_few_are_handed_to_the_loop_and_travel_together(store, secret):
+    from skyhooks._publisher import INLINE_NOTIFIES
+
+    crowd = INLINE_NOTIFIES + 6
+    # The first POSTs answer slowly, so the first few notify() calls are still
+    # unfinished when the rest of the crowd arrives.
+    with Receiver(["sleep:1"] * 2 + [200]) as r, Publisher(store, secret, retry=FAST) as publisher:
+        store.add(r.url, {T42}, ttl=60)
+        handed = spy_on_submit(publisher)
+        reports: dict[int, object] = {}
+
+        def send(i: int) -> None:
+            reports[i] = publisher.notify({"account_id": 42}, {"i": i})
+
+        first = [threading.Thread(target=send, args=(i,)) for i in range(INLINE_NOTIFIES)]
+        for t in first:
+            t.start()
+        time.sleep(0.3)
+        rest = [threading.Thread(target=send, args=(i,)) for i in range(INLINE_NOTIFIES, crowd)]
+        for t in rest:
+            t.start()
+        for t in first + rest:
+            t.join(10)
+        assert sorted(reports) == list(range(crowd))
+        assert all(rep.ok and rep.delivered == {r.url} and rep.notified == 1 for rep in reports.values())
+        assert len({rep.message_id for rep in reports.values()}) == crowd
+        # Exactly the late ones went through the loop, each from its own thread...
+        assert sorted(t.name for t in handed) == sorted(t.name for t in rest)
+        # ...and every message arrived once, the handed-over ones in fewer POSTs.
+        sent = [json.loads(q["body"]) for q in r.requests]
+        data = [m["data"]["i"] for p in sent for m in p.get("messages", [p])]
+        assert sorted(data) == list(range(crowd))
+        assert len(r.requests) < crowd
+        assert publisher._notifying == (os.getpid(), 0)  # every call counted out
+
+
+def test_a_handed_over_notify_raises_and_reports_as_an_inline_one(tmp_path, store, secret, monkeypatch):
+    monkeypatch.setattr("skyhooks._publisher.INLINE_NOTIFIES", 0)  # every call is "crowded"
+    with Receiver([500]) as r, Publisher(store, secret, retry=FAST) as publisher:
+        store.add(r.url, {T42}, ttl=60)
+        handed = spy_on_submit(publisher)
+        report = publisher.notify({"account_id": 42}, 1)
+        assert handed and not report.ok and report.failed[r.url].startswith("HTTP 500")
+        with pytest.raises(InvalidKeysError):
+            publisher.notify({"account id": 42}, 1)
+    broken = Publisher(f"sqlite:///{tmp_path}/missing/dir/hooks.db", secret)
+    with broken, pytest.raises(StoreError):
+        broken.notify({"account_id": 42}, 1)
+
+
+def test_notify_from_the_loop_thread_runs_inline_rather_than_wait_for_itself(store, secret, monkeypatch):
+    monkeypatch.setattr("skyhooks._publisher.INLINE_NOTIFIES", 0)
+    with Receiver() as r, Publisher(store, secret, retry=FAST) as publisher:
+        store.add(r.url, {T42}, ttl=60)
+        done = threading.Event()
+        followed: list = []
+
+        def follow_up(_: Future) -> None:  # runs on the loop thread
+            followed.append(publisher.notify({"account_id": 42}, "follow-up"))
+            done.set()
+
+        publisher.submit({"account_id": 42}, "first").add_done_callback(follow_up)
+        assert done.wait(10), "notify from the loop thread waited for the loop"
+        assert followed[0].ok and r.count == 2
+
+
+def test_a_forked_child_does_not_inherit_the_parents_crowd(store, secret):
+    with Receiver() as r, Publisher(store, secret, retry=FAST) as publisher:
+        store.add(r.url, {T42}, ttl=60)
+        handed = spy_on_submit(publisher)
+        # As a child forked while its parent's threads were in notify() sees it.
+        publisher._notifying = (os.getpid() + 1, 100)
+        assert publisher.notify({"account_id": 42}, 1).ok
+        assert handed == [] and publisher._notifying == (os.getpid(), 0)

@@ -549,8 +549,11 @@ def test_the_blocking_publishers_submit_refuses_greenlet_threads():
 
 def scenario_submit_refused() -> None:
     # Its loop thread would be a greenlet; the gevent Publisher is the one to use.
+    import skyhooks._publisher
     from skyhooks import Publisher, SkyhooksError
 
+    # Every notify() "crowded": none may be handed to the loop thread either.
+    skyhooks._publisher.INLINE_NOTIFIES = 0
     with Publisher("memory://", generate_secret()) as publisher:
         try:
             publisher.submit(A42, 1)
