@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from benchmarks.common import start_process
@@ -68,6 +69,33 @@ def redis_server() -> Iterator[int]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@dataclass
+class Stage:
+    """What benchmarks/targets.py and threads.py run against: a Redis server, the
+    Socket.IO baseline server on it (channel ``t``), a SQLite store in a temporary
+    folder, and :meth:`start` for the other server processes, all stopped together."""
+
+    stack: contextlib.ExitStack
+    redis_port: int
+    store: str
+    socketio_port: int = 0
+
+    def start(self, cmd: list[str]) -> int:
+        """Run ``python -m <cmd>`` until the stage ends; its port."""
+        return self.stack.enter_context(start_process([sys.executable, "-m", *cmd])).port
+
+
+@contextlib.contextmanager
+def stage(name: str) -> Iterator[Stage]:
+    with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
+        port = stack.enter_context(redis_server())
+        on = Stage(stack, port, f"sqlite:///{tmp}/{name}.db")
+        on.socketio_port = on.start(
+            ["benchmarks.baselines.socketio_server", "--redis-port", str(port), "--channel", "t"]
+        )
+        yield on
 
 
 def run_sender(kind: str, plan: dict[str, Any], timeout: float = 300) -> list[dict[str, Any]]:

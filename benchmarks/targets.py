@@ -20,15 +20,11 @@ baseline, each framework's bare floor, and the pairs the targets name.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import statistics
-import sys
-import tempfile
 from typing import Any
 
-from benchmarks.common import start_process
-from benchmarks.delivery import BATCH_THREADS, IN_FLIGHT, THREADS, percentiles, redis_server, run_sender
+from benchmarks.delivery import BATCH_THREADS, IN_FLIGHT, THREADS, percentiles, run_sender, stage
 from skyhooks import generate_secret
 
 PUBLISHERS = ["blocking", "tornado", "gevent", "twisted"]
@@ -46,14 +42,8 @@ def run(quick: bool, log: Any = print) -> dict[str, Any]:
     lat: dict[str, list[dict[str, float]]] = {}
     paired: dict[str, list[float]] = {}  # per configuration and round: its rate / Socket.IO's around it
     paired_lat: dict[str, list[float]] = {}  # its p50 / Socket.IO's around it
-    with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
-        port = stack.enter_context(redis_server())
-        store = f"sqlite:///{tmp}/targets.db"
-
-        def server(cmd: list[str]) -> int:
-            return stack.enter_context(start_process([sys.executable, "-m", *cmd])).port
-
-        sio = server(["benchmarks.baselines.socketio_server", "--redis-port", str(port), "--channel", "t"])
+    with stage("targets") as on:
+        port, store, server, sio = on.redis_port, on.store, on.start, on.socketio_port
         sub = server(
             ["benchmarks.baselines.redis_subscriber", "--redis-port", str(port), "--channels", "one"]
         )

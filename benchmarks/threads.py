@@ -12,14 +12,11 @@ ratio, so both variants of a round saw the same machine.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sys
-import tempfile
 from typing import Any
 
-from benchmarks.common import median, start_process
-from benchmarks.delivery import redis_server, run_sender
+from benchmarks.common import median
+from benchmarks.delivery import run_sender, stage
 from skyhooks import generate_secret
 
 THREADS = [1, 2, 4, 8, 16, 32]
@@ -33,14 +30,8 @@ def run(quick: bool, log: Any = print) -> dict[str, Any]:
     rates: dict[str, dict[str, list[float]]] = {
         str(n): {"shipped": [], "inline": [], "socketio": []} for n in counts
     }
-    with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
-        port = stack.enter_context(redis_server())
-        store = f"sqlite:///{tmp}/threads.db"
-
-        def server(cmd: list[str]) -> int:
-            return stack.enter_context(start_process([sys.executable, "-m", *cmd])).port
-
-        sio = server(["benchmarks.baselines.socketio_server", "--redis-port", str(port), "--channel", "t"])
+    with stage("threads") as on:
+        port, store, server, sio = on.redis_port, on.store, on.start, on.socketio_port
         keys = {"bench": "threads"}
         tornado = server(
             ["benchmarks.servers.tornado", "--store", store, "--secret", secret, "--keys", json.dumps([keys])]
