@@ -63,11 +63,6 @@ class BackgroundLoop(Generic[S, I, R]):
             loop.call_soon_threadsafe(self._drain)
         return future
 
-    def in_loop_thread(self) -> bool:
-        """Whether the caller runs on the loop's thread (in this process)."""
-        thread = self._thread
-        return thread is not None and thread is threading.current_thread() and self._pid == os.getpid()
-
     def stop(self) -> None:
         """Stop the loop (cancelling what still runs) and wait for its thread."""
         with self._lock:

@@ -7,7 +7,7 @@ instance shared by the calling threads; fan-out to several instances runs in a
 thread pool. ``submit`` hands the delivery to an asyncio loop in a thread of
 the publisher's own (``skyhooks/_background.py``) and returns a future at
 once, so one thread can keep many deliveries in flight. ``notify`` calls
-beyond the first few at once go that way too (see ``Publisher.notify``).
+beyond the first few at once queue and travel together (``_Crowd``).
 """
 
 from __future__ import annotations
@@ -25,20 +25,19 @@ from typing import Any
 
 from ._background import BackgroundLoop
 from ._blocking_http import BlockingHttp1Pool
-from .core.delivery import HTTPResult, Send, run_async
+from .core.delivery import HTTPResult, Send, run_async, run_sync
 from .core.errors import SkyhooksError
 from .core.keys import Keys
 from .core.protocol import EncodedMessage
-from .core.publisher import SyncPublisher
+from .core.publisher import SyncPublisher, _Waiter
 from .core.values import DeliveryReport
 
 __all__ = ["Publisher"]
 
-#: ``notify`` calls that run in their callers' threads at once; more wait for
-#: the loop thread, which sends what arrives together as one delivery. Four:
-#: up to four threads, handing over gained nothing (and cost 10% at four, with
-#: two); past that, threads each delivering for themselves stopped gaining, and
-#: handing over kept gaining (``python -m benchmarks threads``).
+#: ``notify`` calls that each deliver their own message at once; calls beyond
+#: them queue and travel together (see ``Publisher.notify``). Four: with up to
+#: four threads, queueing gained nothing; past that, threads each delivering
+#: for themselves stopped gaining (``python -m benchmarks threads``).
 INLINE_NOTIFIES = 4
 
 
@@ -78,24 +77,26 @@ class Publisher(SyncPublisher):
         self._submitted: set[Future[Any]] = set()
         self._pending = threading.BoundedSemaphore(max_pending)
         self._notifying_lock = threading.Lock()
-        self._notifying = (0, 0)  # (pid, notify calls unfinished in it): a forked child has none
+        self._notifying = (os.getpid(), 0)  # (pid, notify calls unfinished): a forked child has none
+        self._crowd = _Crowd(self._deliver_encoded)
 
     def notify(self, keys: Keys, data: Any) -> DeliveryReport:
         """Deliver *data* to every callback listening for any of *keys*, and report.
 
-        Runs in the calling thread, unless several other threads are in
-        ``notify`` already: then the delivery goes through :meth:`submit`'s
-        loop thread, and this thread waits for its report. Calls that arrive
-        there together travel together (one store lookup, one POST per
-        instance), where threads delivering each for itself would queue for
-        the GIL and for each instance's lanes one message at a time. Either way
-        the report, the errors raised and the message on the wire are the same.
+        Runs in the calling thread. While ``INLINE_NOTIFIES`` other calls are
+        unfinished, the message joins a queue instead, and the calls queued
+        together travel together: one of their threads delivers them all (one
+        store lookup, one POST per instance, through the same lanes, so
+        ``max_in_flight`` still bounds the POSTs) while the others wait for
+        their reports. Threads each delivering for itself would queue for the
+        GIL and for each instance's lane one message at a time. Either way the
+        report, the errors raised and the message on the wire are the same.
         """
         crowded = self._enter_notify()
         try:
-            if crowded and self._may_hand_over():
-                return self.submit(keys, data).result()
-            return super().notify(keys, data)
+            if not crowded:
+                return super().notify(keys, data)
+            return self._crowd.notify(self._signer.encode(keys, data))  # bad input raises here
         finally:
             self._leave_notify()
 
@@ -106,6 +107,7 @@ class Publisher(SyncPublisher):
             owner, count = self._notifying
             if owner != pid:
                 count = 0  # the parent's threads did not come along
+                self._crowd = _Crowd(self._deliver_encoded)
             self._notifying = (pid, count + 1)
         return count >= INLINE_NOTIFIES
 
@@ -114,10 +116,8 @@ class Publisher(SyncPublisher):
             owner, count = self._notifying
             self._notifying = (owner, count - 1 if owner == os.getpid() else 0)
 
-    def _may_hand_over(self) -> bool:
-        # Not from the loop thread (a future's done-callback), which would wait
-        # for itself; not where threads are greenlets (submit refuses them).
-        return not self._background.in_loop_thread() and not _greenlets_as_threads()
+    def _deliver_encoded(self, messages: Sequence[EncodedMessage]) -> list[DeliveryReport]:
+        return run_sync(self._flow_of(messages), self._perform)
 
     def submit(self, keys: Keys, data: Any) -> Future[DeliveryReport]:
         """Start delivering *data* to every callback listening for any of *keys*,
@@ -216,6 +216,77 @@ class Publisher(SyncPublisher):
 
     def _send(self, send: Send) -> HTTPResult:
         return self._http.post(send.url, send.headers, send.body, send.timeout)
+
+
+class _Crowd:
+    """Messages of ``notify`` calls made while the inline ones are busy: they queue,
+    and the queued calls' threads deliver the queue, ``most`` deliveries at a
+    time, each taking everything queued when it starts as one notification and
+    waking each other caller in it with its own report.
+
+    A thread leads at most one delivery, the one its own message is in: when it
+    is done and more has queued meanwhile, the first of those callers is woken
+    to deliver them, so under a steady crowd no caller waits for more than one
+    delivery before its own. Thread-safe; greenlets too where ``threading`` is
+    patched.
+    """
+
+    def __init__(
+        self, deliver: Callable[[Sequence[EncodedMessage]], list[DeliveryReport]], most: int = 2
+    ) -> None:
+        self._deliver, self._most = deliver, most
+        self._lock = threading.Lock()
+        self._queue: list[tuple[EncodedMessage, _Waiter]] = []
+        self._leading = 0
+
+    def notify(self, message: EncodedMessage) -> DeliveryReport:
+        waiter = _Waiter()
+        batch = None
+        with self._lock:
+            # Taken under the lock that queued it: no other delivery can take it.
+            self._queue.append((message, waiter))
+            if self._leading < self._most:
+                self._leading += 1
+                batch, self._queue = self._queue, []
+        outcome = self._lead(batch, waiter) if batch is not None else waiter.wait()
+        if outcome[0] is _LEAD:  # woken to deliver what queued behind a delivery
+            outcome = self._lead(outcome[1], waiter)
+        report, error = outcome
+        if error is not None:
+            raise error
+        return report  # type: ignore[no-any-return]
+
+    def _lead(self, batch: list[tuple[EncodedMessage, _Waiter]], own: _Waiter) -> tuple[Any, Any]:
+        mine: tuple[Any, Any] = (None, None)
+        try:
+            reports = self._deliver([message for message, _ in batch])
+        except BaseException as exc:
+            # Each caller raises it, as its own delivery would have; an interruption
+            # of this thread (KeyboardInterrupt) is this thread's, and the others
+            # get an error that says what happened to their message.
+            shared = exc if isinstance(exc, Exception) else SkyhooksError(f"delivery interrupted: {exc!r}")
+            for _, waiter in batch:
+                if waiter is own:
+                    mine = (None, exc)
+                else:
+                    waiter.resolve((None, shared))
+        else:
+            for (_, waiter), report in zip(batch, reports, strict=True):
+                if waiter is own:
+                    mine = (report, None)
+                else:
+                    waiter.resolve((report, None))
+        finally:
+            with self._lock:
+                following, self._queue = self._queue, []
+                if not following:
+                    self._leading -= 1
+            if following:
+                following[0][1].resolve((_LEAD, following))  # this delivery's turn passes to it
+        return mine
+
+
+_LEAD: Any = object()  # (_LEAD, batch): what a queued call is woken with to deliver *batch*
 
 
 async def _deliver(publisher: Any, messages: Sequence[EncodedMessage]) -> list[DeliveryReport]:

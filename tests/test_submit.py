@@ -159,32 +159,52 @@ def test_a_script_that_ends_without_close_still_delivers_what_it_submitted(sqlit
         assert sum(carried(q) for q in r.requests) == 20
 
 
-# -- notify() from a crowd of threads: the calls beyond the first few go through the loop
+# -- notify() from a crowd of threads: the calls beyond the first few queue and travel together
 
 
-def spy_on_submit(publisher: Publisher) -> list[threading.Thread]:
-    """Record the thread of every submit() call (notify's hand-overs included)."""
-    callers: list[threading.Thread] = []
-    submit = publisher.submit
+def spy_on_crowd(publisher: Publisher) -> list[list[str]]:
+    """Record the message ids of every delivery the crowd's queue made."""
+    batches: list[list[str]] = []
+    deliver = publisher._deliver_encoded
 
-    def recording(keys, data):
-        callers.append(threading.current_thread())
-        return submit(keys, data)
+    def recording(messages):
+        batches.append([m.id for m in messages])
+        return deliver(messages)
 
-    publisher.submit = recording  # type: ignore[method-assign]
-    return callers
+    publisher._deliver_encoded = recording  # type: ignore[method-assign]
+    publisher._crowd._deliver = recording
+    return batches
 
 
-def test_notify_alone_runs_in_its_own_thread(store, secret):
+def test_notify_alone_delivers_its_own_message(store, secret):
     with Receiver() as r, Publisher(store, secret, retry=FAST) as publisher:
         store.add(r.url, {T42}, ttl=60)
-        handed = spy_on_submit(publisher)
+        batches = spy_on_crowd(publisher)
         reports = [publisher.notify({"account_id": 42}, i) for i in range(20)]
         assert all(rep.ok for rep in reports) and r.count == 20
-        assert handed == [] and publisher._background._thread is None  # no loop thread was started
+        assert batches == [] and publisher._background._thread is None  # no queue, no loop thread
 
 
-def test_notify_calls_beyond_the_inline_few_are_handed_to_the_loop_and_travel_together(store, secret):
+def crowd_notify(publisher: Publisher, first: int, rest: int, pause: float) -> tuple[dict, list]:
+    """*first* threads call notify at once, then after *pause* *rest* more do."""
+    reports: dict[int, object] = {}
+
+    def send(i: int) -> None:
+        reports[i] = publisher.notify({"account_id": 42}, {"i": i})
+
+    early = [threading.Thread(target=send, args=(i,)) for i in range(first)]
+    for t in early:
+        t.start()
+    time.sleep(pause)
+    late = [threading.Thread(target=send, args=(i,)) for i in range(first, first + rest)]
+    for t in late:
+        t.start()
+    for t in early + late:
+        t.join(10)
+    return reports, late
+
+
+def test_notify_calls_beyond_the_inline_few_queue_and_travel_together(store, secret):
     from skyhooks._publisher import INLINE_NOTIFIES
 
     crowd = INLINE_NOTIFIES + 6
@@ -192,27 +212,16 @@ def test_notify_calls_beyond_the_inline_few_are_handed_to_the_loop_and_travel_to
     # unfinished when the rest of the crowd arrives.
     with Receiver(["sleep:1"] * 2 + [200]) as r, Publisher(store, secret, retry=FAST) as publisher:
         store.add(r.url, {T42}, ttl=60)
-        handed = spy_on_submit(publisher)
-        reports: dict[int, object] = {}
-
-        def send(i: int) -> None:
-            reports[i] = publisher.notify({"account_id": 42}, {"i": i})
-
-        first = [threading.Thread(target=send, args=(i,)) for i in range(INLINE_NOTIFIES)]
-        for t in first:
-            t.start()
-        time.sleep(0.3)
-        rest = [threading.Thread(target=send, args=(i,)) for i in range(INLINE_NOTIFIES, crowd)]
-        for t in rest:
-            t.start()
-        for t in first + rest:
-            t.join(10)
+        batches = spy_on_crowd(publisher)
+        reports, _ = crowd_notify(publisher, INLINE_NOTIFIES, crowd - INLINE_NOTIFIES, 0.3)
         assert sorted(reports) == list(range(crowd))
         assert all(rep.ok and rep.delivered == {r.url} and rep.notified == 1 for rep in reports.values())
         assert len({rep.message_id for rep in reports.values()}) == crowd
-        # Exactly the late ones went through the loop, each from its own thread...
-        assert sorted(t.name for t in handed) == sorted(t.name for t in rest)
-        # ...and every message arrived once, the handed-over ones in fewer POSTs.
+        # Exactly the late ones queued, and went in fewer deliveries than messages...
+        late_ids = {reports[i].message_id for i in range(INLINE_NOTIFIES, crowd)}
+        assert sorted(i for b in batches for i in b) == sorted(late_ids)
+        assert len(batches) < len(late_ids)
+        # ...and every message arrived once, in fewer POSTs than messages.
         sent = [json.loads(q["body"]) for q in r.requests]
         data = [m["data"]["i"] for p in sent for m in p.get("messages", [p])]
         assert sorted(data) == list(range(crowd))
@@ -220,41 +229,97 @@ def test_notify_calls_beyond_the_inline_few_are_handed_to_the_loop_and_travel_to
         assert publisher._notifying == (os.getpid(), 0)  # every call counted out
 
 
-def test_a_handed_over_notify_raises_and_reports_as_an_inline_one(tmp_path, store, secret, monkeypatch):
-    monkeypatch.setattr("skyhooks._publisher.INLINE_NOTIFIES", 0)  # every call is "crowded"
+def test_the_queued_calls_keep_to_max_in_flight(store, secret):
+    # One POST in flight at most, whether a call delivers its own message or the queue's.
+    from skyhooks._publisher import INLINE_NOTIFIES
+
+    with Receiver(["sleep:0.3"]) as r, Publisher(store, secret, retry=FAST, max_in_flight=1) as publisher:
+        store.add(r.url, {T42}, ttl=60)
+        in_flight, most = [0], [0]
+        lock = threading.Lock()
+        post = publisher._http.post
+
+        def counting(*args, **kwargs):
+            with lock:
+                in_flight[0] += 1
+                most[0] = max(most[0], in_flight[0])
+            try:
+                return post(*args, **kwargs)
+            finally:
+                with lock:
+                    in_flight[0] -= 1
+
+        publisher._http.post = counting  # type: ignore[method-assign]
+        reports, _ = crowd_notify(publisher, INLINE_NOTIFIES, 8, 0.1)
+        assert len(reports) == INLINE_NOTIFIES + 8 and all(rep.ok for rep in reports.values())
+        assert most[0] == 1
+
+
+def test_a_queued_notify_raises_and_reports_as_an_inline_one(tmp_path, store, secret, monkeypatch):
+    monkeypatch.setattr("skyhooks._publisher.INLINE_NOTIFIES", 0)  # every call queues
     with Receiver([500]) as r, Publisher(store, secret, retry=FAST) as publisher:
         store.add(r.url, {T42}, ttl=60)
-        handed = spy_on_submit(publisher)
+        batches = spy_on_crowd(publisher)
         report = publisher.notify({"account_id": 42}, 1)
-        assert handed and not report.ok and report.failed[r.url].startswith("HTTP 500")
+        assert batches == [[report.message_id]]
+        assert not report.ok and report.failed[r.url].startswith("HTTP 500")
         with pytest.raises(InvalidKeysError):
             publisher.notify({"account id": 42}, 1)
+        assert len(batches) == 1  # refused before it queued
     broken = Publisher(f"sqlite:///{tmp_path}/missing/dir/hooks.db", secret)
     with broken, pytest.raises(StoreError):
         broken.notify({"account_id": 42}, 1)
 
 
-def test_notify_from_the_loop_thread_runs_inline_rather_than_wait_for_itself(store, secret, monkeypatch):
-    monkeypatch.setattr("skyhooks._publisher.INLINE_NOTIFIES", 0)
-    with Receiver() as r, Publisher(store, secret, retry=FAST) as publisher:
+def test_every_caller_in_a_delivery_that_failed_gets_its_error(store, secret, monkeypatch):
+    monkeypatch.setattr("skyhooks._publisher.INLINE_NOTIFIES", 0)  # every call queues
+    with Receiver(["sleep:0.3"]) as r, Publisher(store, secret, retry=FAST) as publisher:
         store.add(r.url, {T42}, ttl=60)
-        done = threading.Event()
-        followed: list = []
+        deliver = publisher._deliver_encoded
+        batches: list[tuple[list[str], bool]] = []
 
-        def follow_up(_: Future) -> None:  # runs on the loop thread
-            followed.append(publisher.notify({"account_id": 42}, "follow-up"))
-            done.set()
+        def failing_batches(messages):
+            # A delivery of several messages (those that queued behind the first
+            # two) fails as a store that went away fails it.
+            batches.append(([m.id for m in messages], len(messages) > 1))
+            if len(messages) > 1:
+                raise StoreError("the store went away")
+            return deliver(messages)
 
-        publisher.submit({"account_id": 42}, "first").add_done_callback(follow_up)
-        assert done.wait(10), "notify from the loop thread waited for the loop"
-        assert followed[0].ok and r.count == 2
+        publisher._crowd._deliver = failing_batches
+        outcomes: dict[int, object] = {}
+
+        def send(i: int) -> None:
+            try:
+                outcomes[i] = publisher.notify({"account_id": 42}, i)
+            except StoreError as exc:
+                outcomes[i] = exc
+
+        threads = [threading.Thread(target=send, args=(i,)) for i in range(6)]
+        for t in threads[:2]:  # two deliveries at once, 0.3 s each: the rest queue
+            t.start()
+        time.sleep(0.1)
+        for t in threads[2:]:
+            t.start()
+        for t in threads:
+            t.join(10)
+        assert not any(t.is_alive() for t in threads) and len(outcomes) == 6
+        failed = {i for ids, many in batches if many for i in ids}
+        assert failed, batches
+        for outcome in outcomes.values():
+            if isinstance(outcome, StoreError):
+                continue
+            assert outcome.ok and outcome.message_id not in failed  # type: ignore[union-attr]
+        assert sum(isinstance(o, StoreError) for o in outcomes.values()) == len(failed)
+        publisher._crowd._deliver = deliver
+        assert publisher.notify({"account_id": 42}, "after").ok  # the queue is not stuck
 
 
 def test_a_forked_child_does_not_inherit_the_parents_crowd(store, secret):
     with Receiver() as r, Publisher(store, secret, retry=FAST) as publisher:
         store.add(r.url, {T42}, ttl=60)
-        handed = spy_on_submit(publisher)
+        batches = spy_on_crowd(publisher)
         # As a child forked while its parent's threads were in notify() sees it.
         publisher._notifying = (os.getpid() + 1, 100)
         assert publisher.notify({"account_id": 42}, 1).ok
-        assert handed == [] and publisher._notifying == (os.getpid(), 0)
+        assert batches == [] and publisher._notifying == (os.getpid(), 0)

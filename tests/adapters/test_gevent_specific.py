@@ -552,7 +552,7 @@ def scenario_submit_refused() -> None:
     import skyhooks._publisher
     from skyhooks import Publisher, SkyhooksError
 
-    # Every notify() "crowded": none may be handed to the loop thread either.
+    # Every notify() queued: the queue's waits are greenlets' waits here.
     skyhooks._publisher.INLINE_NOTIFIES = 0
     with Publisher("memory://", generate_secret()) as publisher:
         try:
