@@ -16,7 +16,7 @@
 4. stores: lookup latency and add/renew throughput from 1k to 1M subscriptions.
 5. memory: bytes per local subscription with 100k callbacks registered.
 6. threads: the blocking publisher's notify() from 1 to 32 threads, with and
-   without handing the crowd to its loop thread (``benchmarks/threads.py``).
+   without its queue for the calls beyond the first four (``benchmarks/threads.py``).
 
 Needs ``redis-server`` and ``wrk`` (Debian packages) and the ``bench`` extra;
 MongoDB figures need the mongoeco Python (see ``tests/support/mongo.py``).

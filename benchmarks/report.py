@@ -250,12 +250,12 @@ def tables(results: dict[str, Any]) -> tuple[list[str], list[tuple[str, bool | N
             f"## 6. The blocking publisher's `notify()` from many threads ({th['rounds']} rounds, medians)",
             "",
             "Into one Tornado instance, `notify()` per message from each thread for "
-            f"{th['seconds']:g} s: as shipped (beyond the first few calls at once, the rest are handed to "
-            "the publisher's loop thread and travel together) and with every call delivered in its own "
-            "thread (the hand-over off), with the Socket.IO emitter from one thread beside them; "
+            f"{th['seconds']:g} s: as shipped (beyond the first four calls at once, the rest queue and "
+            "travel together) and with every call delivering its own message (the queue off), with the "
+            "Socket.IO emitter from one thread beside them; "
             "ratios are medians of the per-round ratios.",
             "",
-            "| threads | notify msgs/s | every call inline msgs/s | notify / inline | notify / Socket.IO |",
+            "| threads | notify msgs/s | every call for itself msgs/s | notify / for itself | notify / Socket.IO |",
             "|---:|---:|---:|---:|---:|",
         ]
         for r in th["rows"]:

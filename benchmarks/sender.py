@@ -79,7 +79,7 @@ def make_sender(kind: str, plan: dict[str, Any]) -> tuple[Callable[..., Any], Ca
             from skyhooks.tornado import Publisher
         else:
             from skyhooks.twisted import Publisher
-        if "inline_notifies" in plan:  # benchmarks/threads.py's baseline: no hand-over to the loop
+        if "inline_notifies" in plan:  # benchmarks/threads.py's baseline: no queue, every call for itself
             import skyhooks._publisher
 
             skyhooks._publisher.INLINE_NOTIFIES = plan["inline_notifies"]

@@ -3,10 +3,9 @@ Tornado instance.
 
 For each number of threads, three runs back to back, in an order that flips
 every round: ``notify()`` as shipped (beyond ``INLINE_NOTIFIES`` calls at once,
-the rest are handed to the publisher's loop thread, where what arrives together
-travels together), the baseline with the hand-over off (every call delivers in
-its own thread, as before the hand-over existed), and the Socket.IO emitter
-from one thread. Each figure is the median over the rounds of its per-round
+the rest queue and travel together), the baseline with the queue off (every
+call delivers its own message, as before the queue existed), and the Socket.IO
+emitter from one thread. Each figure is the median over the rounds of its per-round
 ratio, so both variants of a round saw the same machine.
 """
 

@@ -130,8 +130,8 @@ class Publisher(SyncPublisher):
         travels together: one store lookup, one POST per instance (a batch),
         each message with its own id and report, so one thread sending
         thousands of messages pays about what ``notify_many`` costs; one
-        submitted alone goes at once. (``notify`` from many threads costs more
-        per message, in thread switches and GIL hand-offs.) Submitted
+        submitted alone goes at once. (``notify`` from many threads queues its
+        crowd too, but each of those threads waits for its own report.) Submitted
         deliveries keep lanes of their own: with ``notify`` and ``submit`` used
         at once, an instance may get up to twice ``max_in_flight`` POSTs.
 

@@ -57,7 +57,7 @@ def test_blocking_publisher_to_tornado_instances_loses_nothing(tmp_path, mode):
     [
         ("submit", {"threads": 1, "in_flight": 4}),
         ("tornado", {"in_flight": 2, "batch": 10}),
-        # benchmarks/threads.py's two ways: most of the crowd handed to the loop thread, or none
+        # benchmarks/threads.py's two ways: most of the crowd queued, or every call for itself
         ("blocking", {"threads": 12}),
         ("blocking", {"threads": 12, "inline_notifies": 1_000_000}),
     ],
