@@ -238,6 +238,8 @@ class _Crowd:
         self._lock = threading.Lock()
         self._queue: list[tuple[EncodedMessage, _Waiter]] = []
         self._leading = 0
+        # Callers interrupted while waiting (their messages still go with their batch).
+        self._abandoned: weakref.WeakSet[_Waiter] = weakref.WeakSet()
 
     def notify(self, message: EncodedMessage) -> DeliveryReport:
         waiter = _Waiter()
@@ -248,9 +250,16 @@ class _Crowd:
             if self._leading < self._most:
                 self._leading += 1
                 batch, self._queue = self._queue, []
-        outcome = self._lead(batch, waiter) if batch is not None else waiter.wait()
-        if outcome[0] is _LEAD:  # woken to deliver what queued behind a delivery
-            outcome = self._lead(outcome[1], waiter)
+        if batch is not None:
+            outcome = self._lead(batch, waiter)
+        else:
+            try:
+                outcome = waiter.wait()
+            except BaseException:  # interrupted while waiting (KeyboardInterrupt)
+                self._abandon(waiter)
+                raise
+            if outcome[0] is _LEAD:  # woken to deliver what queued behind a delivery
+                outcome = self._lead(outcome[1], waiter)
         report, error = outcome
         if error is not None:
             raise error
@@ -279,11 +288,26 @@ class _Crowd:
         finally:
             with self._lock:
                 following, self._queue = self._queue, []
-                if not following:
-                    self._leading -= 1
-            if following:
-                following[0][1].resolve((_LEAD, following))  # this delivery's turn passes to it
+                self._pass_turn(following)
         return mine
+
+    def _pass_turn(self, batch: list[tuple[EncodedMessage, _Waiter]]) -> None:
+        # With the lock held: this delivery's turn goes to the first caller of
+        # *batch* still waiting, who delivers it; with none, the turn ends.
+        for _, waiter in batch:
+            if waiter not in self._abandoned:
+                waiter.resolve((_LEAD, batch))
+                return
+        self._leading -= 1
+
+    def _abandon(self, waiter: _Waiter) -> None:
+        # A caller that stops waiting must not take a turn with it: one already
+        # passed to it goes on to the next caller of its batch.
+        with self._lock:
+            self._abandoned.add(waiter)
+            handed = waiter.peek()
+            if handed is not None and handed[0] is _LEAD:
+                self._pass_turn(handed[1])
 
 
 _LEAD: Any = object()  # (_LEAD, batch): what a queued call is woken with to deliver *batch*

@@ -315,6 +315,61 @@ def test_every_caller_in_a_delivery_that_failed_gets_its_error(store, secret, mo
         assert publisher.notify({"account_id": 42}, "after").ok  # the queue is not stuck
 
 
+class Interrupted(BaseException):
+    """A KeyboardInterrupt stand-in, raised in one caller's wait."""
+
+
+@pytest.mark.parametrize("when", ["before its turn came", "after its turn came"])
+def test_a_caller_interrupted_while_queued_leaves_the_queue_moving(store, secret, monkeypatch, when):
+    import skyhooks._publisher as module
+    from skyhooks.core.publisher import _Waiter
+
+    monkeypatch.setattr(module, "INLINE_NOTIFIES", 0)  # every call queues
+    made: list = []
+
+    class Waiter(_Waiter):
+        __slots__ = ()
+
+        def wait(self):
+            if len(made) > 2 and self is made[2]:  # the first caller that queues behind two deliveries
+                if when == "after its turn came":
+                    super().wait()
+                raise Interrupted
+            return super().wait()
+
+    def new_waiter() -> Waiter:
+        waiter = Waiter()
+        made.append(waiter)
+        return waiter
+
+    monkeypatch.setattr(module, "_Waiter", new_waiter)
+    with Receiver(["sleep:0.3", "sleep:0.3", 200]) as r, Publisher(store, secret, retry=FAST) as publisher:
+        store.add(r.url, {T42}, ttl=60)
+        outcomes: dict[int, object] = {}
+
+        def send(i: int) -> None:
+            try:
+                outcomes[i] = publisher.notify({"account_id": 42}, i)
+            except Interrupted as exc:
+                outcomes[i] = exc
+
+        threads = [threading.Thread(target=send, args=(i,)) for i in range(5)]
+        for t in threads[:2]:
+            t.start()
+        time.sleep(0.1)
+        for t in threads[2:]:
+            t.start()
+            time.sleep(0.02)  # in order: the third caller queues first
+        for t in threads:
+            t.join(10)
+        assert not any(t.is_alive() for t in threads), "a queued caller was left waiting"
+        assert isinstance(outcomes[2], Interrupted)
+        assert all(outcomes[i].ok for i in (0, 1, 3, 4))  # type: ignore[union-attr]
+        sent = [json.loads(q["body"]) for q in r.requests]
+        assert sorted(m["data"] for p in sent for m in p.get("messages", [p])) == [0, 1, 2, 3, 4]
+        assert publisher.notify({"account_id": 42}, "after").ok
+
+
 def test_a_forked_child_does_not_inherit_the_parents_crowd(store, secret):
     with Receiver() as r, Publisher(store, secret, retry=FAST) as publisher:
         store.add(r.url, {T42}, ttl=60)

@@ -263,7 +263,7 @@ class _Waiter:
     paid for every message that waits in a lane.) Threads, or greenlets where
     ``threading`` is monkey-patched, as the lock is made when the waiter is."""
 
-    __slots__ = ("_lock", "_resolved", "_value")
+    __slots__ = ("__weakref__", "_lock", "_resolved", "_value")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -282,3 +282,7 @@ class _Waiter:
     def wait(self) -> Any:
         self._lock.acquire()
         return self._value
+
+    def peek(self) -> Any:
+        """The value handed over so far (None if none), without waiting."""
+        return self._value if self._resolved else None
