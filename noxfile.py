@@ -30,6 +30,7 @@ def core(session: nox.Session) -> None:
         "tests/test_blocking_http.py",
         "tests/test_asyncio_http.py",
         "tests/test_submit.py",
+        "tests/test_fork.py",
     )
 
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import os
 import threading
 from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Generic, TypeVar
+
+from .core.forks import reset_in_child
 
 __all__ = ["BackgroundLoop"]
 
@@ -44,8 +45,15 @@ class BackgroundLoop(Generic[S, I, R]):
         name: str,
     ) -> None:
         self._setup, self._run_group, self._teardown, self._name = setup, run, teardown, name
+        self._after_fork()
+        reset_in_child(self)
+
+    def _after_fork(self) -> None:
+        # Also in a forked child: the parent's loop, its thread, what it had
+        # queued and the state made there are not the child's, which makes its
+        # own at its first submit. (The parent's loop is left unclosed: closing
+        # it here would touch its selector, as it still looks like running.)
         self._lock = threading.Lock()
-        self._pid = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._state: S | None = None
@@ -67,9 +75,8 @@ class BackgroundLoop(Generic[S, I, R]):
         """Stop the loop (cancelling what still runs) and wait for its thread."""
         with self._lock:
             loop, thread = self._loop, self._thread
-            mine = self._pid == os.getpid()
             self._loop = self._thread = None
-        if loop is None or thread is None or not mine:
+        if loop is None or thread is None:
             return
         loop.call_soon_threadsafe(self._shut, loop)
         thread.join()
@@ -79,10 +86,8 @@ class BackgroundLoop(Generic[S, I, R]):
 
     def _running(self) -> asyncio.AbstractEventLoop:
         # With self._lock held.
-        if self._loop is not None and self._pid == os.getpid():
+        if self._loop is not None:
             return self._loop
-        # First use, or a forked child: the parent's loop, thread and queue are not ours.
-        self._pid, self._queue, self._woken, self._state = os.getpid(), deque(), False, None
         loop = self._loop = asyncio.new_event_loop()
         started = threading.Event()
         self._thread = threading.Thread(

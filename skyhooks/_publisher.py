@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import atexit
 import concurrent.futures
-import os
 import sys
 import threading
 import time
@@ -27,6 +26,7 @@ from ._background import BackgroundLoop
 from ._blocking_http import BlockingHttp1Pool
 from .core.delivery import HTTPResult, Send, run_async, run_sync
 from .core.errors import SkyhooksError
+from .core.forks import reset_in_child
 from .core.keys import Keys
 from .core.protocol import EncodedMessage
 from .core.publisher import SyncPublisher, _Waiter
@@ -73,11 +73,21 @@ class Publisher(SyncPublisher):
             self._loop_publisher, _deliver, _close_loop_publisher, "skyhooks-submit"
         )
         self._submitted_lock = threading.Lock()
-        self._submitted_pid = 0
         self._submitted: set[Future[Any]] = set()
         self._pending = threading.BoundedSemaphore(max_pending)
         self._notifying_lock = threading.Lock()
-        self._notifying = (os.getpid(), 0)  # (pid, notify calls unfinished): a forked child has none
+        self._notifying = 0  # notify calls unfinished
+        self._crowd = _Crowd(self._deliver_encoded)
+        reset_in_child(self)
+
+    def _after_fork(self) -> None:
+        # A forked child has none of its parent's threads: not their notify
+        # calls, submissions or pool workers (an executor that counts its dead
+        # workers as idle would never start one), nor the locks they held.
+        self._executor, self._executor_lock = None, threading.Lock()
+        self._submitted_lock, self._submitted = threading.Lock(), set()
+        self._pending = threading.BoundedSemaphore(self.max_pending)
+        self._notifying_lock, self._notifying = threading.Lock(), 0
         self._crowd = _Crowd(self._deliver_encoded)
 
     def notify(self, keys: Keys, data: Any) -> DeliveryReport:
@@ -102,19 +112,14 @@ class Publisher(SyncPublisher):
 
     def _enter_notify(self) -> bool:
         """Count this call in; whether INLINE_NOTIFIES others are unfinished."""
-        pid = os.getpid()
         with self._notifying_lock:
-            owner, count = self._notifying
-            if owner != pid:
-                count = 0  # the parent's threads did not come along
-                self._crowd = _Crowd(self._deliver_encoded)
-            self._notifying = (pid, count + 1)
+            count = self._notifying
+            self._notifying = count + 1
         return count >= INLINE_NOTIFIES
 
     def _leave_notify(self) -> None:
         with self._notifying_lock:
-            owner, count = self._notifying
-            self._notifying = (owner, count - 1 if owner == os.getpid() else 0)
+            self._notifying -= 1
 
     def _deliver_encoded(self, messages: Sequence[EncodedMessage]) -> list[DeliveryReport]:
         return run_sync(self._flow_of(messages), self._perform)
@@ -146,7 +151,7 @@ class Publisher(SyncPublisher):
                 "use skyhooks.gevent.Publisher, whose notify blocks only the calling greenlet"
             )
         encoded = self._signer.encode(keys, data)  # bad input raises here, in the caller
-        pending, submitted = self._submissions()
+        pending, submitted = self._pending, self._submitted
         pending.acquire()
         try:
             future = self._background.submit(encoded)
@@ -179,21 +184,10 @@ class Publisher(SyncPublisher):
 
     def _finish_submitted(self, timeout: float | None) -> None:
         """Wait for every unfinished submission (their outcomes are the submitters' to read)."""
-        _, submitted = self._submissions()
         with self._submitted_lock:
-            unfinished = list(submitted)
+            unfinished = list(self._submitted)
         if unfinished:
             concurrent.futures.wait(unfinished, timeout)
-
-    def _submissions(self) -> tuple[threading.BoundedSemaphore, set[Future[Any]]]:
-        """This process's bound and unfinished submissions: a forked child starts
-        with none (its parent's are the parent's to finish)."""
-        with self._submitted_lock:
-            if self._submitted_pid != os.getpid():
-                self._submitted_pid = os.getpid()
-                self._submitted = set()
-                self._pending = threading.BoundedSemaphore(self.max_pending)
-            return self._pending, self._submitted
 
     def _loop_publisher(self) -> Any:
         from ._asyncio_publisher import AsyncioPublisher

@@ -226,7 +226,7 @@ def test_notify_calls_beyond_the_inline_few_queue_and_travel_together(store, sec
         data = [m["data"]["i"] for p in sent for m in p.get("messages", [p])]
         assert sorted(data) == list(range(crowd))
         assert len(r.requests) < crowd
-        assert publisher._notifying == (os.getpid(), 0)  # every call counted out
+        assert publisher._notifying == 0  # every call counted out
 
 
 def test_the_queued_calls_keep_to_max_in_flight(store, secret):
@@ -368,13 +368,3 @@ def test_a_caller_interrupted_while_queued_leaves_the_queue_moving(store, secret
         sent = [json.loads(q["body"]) for q in r.requests]
         assert sorted(m["data"] for p in sent for m in p.get("messages", [p])) == [0, 1, 2, 3, 4]
         assert publisher.notify({"account_id": 42}, "after").ok
-
-
-def test_a_forked_child_does_not_inherit_the_parents_crowd(store, secret):
-    with Receiver() as r, Publisher(store, secret, retry=FAST) as publisher:
-        store.add(r.url, {T42}, ttl=60)
-        batches = spy_on_crowd(publisher)
-        # As a child forked while its parent's threads were in notify() sees it.
-        publisher._notifying = (os.getpid() + 1, 100)
-        assert publisher.notify({"account_id": 42}, 1).ok
-        assert batches == [] and publisher._notifying == (os.getpid(), 0)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from .errors import TransportError
+from .forks import reset_in_child
 from .urls import Origin
 
 __all__ = [
@@ -50,19 +51,42 @@ class Stale(Exception):
 class IdleConnections(Generic[C]):
     """The clients' kept-alive connections: at most *per_origin* idle per origin,
     and the least recently used origins' closed beyond :data:`MAX_HOSTS`.
-    Thread-safe; *close* is how a surplus connection is closed (outside the lock)."""
+    Thread-safe; *close* is how a surplus connection is closed (outside the lock).
+
+    A forked child never uses its parent's connections: the two processes would
+    write requests into one connection and read each other's replies. It closes
+    its copies instead, at its first use of the pool (closing a copy leaves the
+    parent's connection open).
+    """
 
     def __init__(self, per_origin: int, close: Callable[[C], None]) -> None:
         self.per_origin = per_origin
         self._close = close
         self._idle: dict[Origin, list[C]] = {}  # least to most recently used
         self._lock = threading.Lock()
+        self._inherited: list[C] = []  # a forked child's copies of its parent's, to close
+        reset_in_child(self)
+
+    def _after_fork(self) -> None:
+        # Closed later, not here: this runs inside fork(), where a cooperative
+        # (gevent) socket cannot be closed yet.
+        self._lock = threading.Lock()
+        self._inherited = [conn for conns in self._idle.values() for conn in conns]
+        self._idle = {}
 
     def take(self, origin: Origin) -> C | None:
         """An idle connection to *origin* (the last one put back), or None."""
+        if self._inherited:
+            self._close_inherited()
         with self._lock:
             idle = self._idle.get(origin)
             return idle.pop() if idle else None
+
+    def _close_inherited(self) -> None:
+        with self._lock:
+            inherited, self._inherited = self._inherited, []
+        for conn in inherited:
+            self._close(conn)
 
     def put(self, origin: Origin, conn: C) -> None:
         """Keep *conn* for the next request to *origin*."""
@@ -82,9 +106,9 @@ class IdleConnections(Generic[C]):
     def close(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, {}
-        for conns in idle.values():
-            for conn in conns:
-                self._close(conn)
+            inherited, self._inherited = self._inherited, []
+        for conn in [*inherited, *(conn for conns in idle.values() for conn in conns)]:
+            self._close(conn)
 
 
 def request_bytes(origin: Origin, path: str, headers: Mapping[str, str], body: bytes) -> bytes:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .delivery import BATCH_BYTES, DeliveryOutcome, Flow, RetryPolicy, Wait, counts_of, deliver, weight
+from .forks import reset_in_child
 from .protocol import MAX_BATCH, EncodedMessage, OutgoingMessage
 
 __all__ = ["Lanes"]
@@ -66,6 +67,13 @@ class Lanes:
         self.limit = limit
         self._new_waiter = new_waiter
         self._lanes: dict[str, _Lane] = {}
+        self._lock = threading.Lock()
+        reset_in_child(self)
+
+    def _after_fork(self) -> None:
+        # A forked child has none of its parent's POSTs in flight: counted as
+        # sending, they would hold its lanes full for ever.
+        self._lanes = {}
         self._lock = threading.Lock()
 
     def deliver(

@@ -45,6 +45,7 @@ from .errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from .forks import reset_in_child
 from .keys import Keys, Topic, checked_topics
 from .values import Message, trusted_message
 
@@ -590,6 +591,11 @@ class RecentIds:
         self._lock = threading.Lock() if thread_safe else None
         if not thread_safe:  # one call fewer a request
             self.check_and_add = self._check_and_add  # type: ignore[method-assign]
+        else:
+            reset_in_child(self)
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()  # a thread of the parent's may have held it
 
     def check_and_add(self, message_id: str) -> bool:
         """Record *message_id*; return True if it had been seen already."""

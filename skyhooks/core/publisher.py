@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from .delivery import Call, Effect, Flow, Gather, RetryPolicy, Send, Sleep, Wait, notify_flow, run_sync
 from .errors import WouldBlock
+from .forks import reset_in_child
 from .keys import Keys, Topic
 from .lanes import Lanes
 from .protocol import EncodedMessage, Signer
@@ -165,6 +166,10 @@ class _LookupCache:
         self._store, self._ttl, self._clock = store, ttl, clock
         self._answers: dict[frozenset[Topic], tuple[float, Mapping[str, frozenset[Topic]]]] = {}
         self._lock = threading.Lock()
+        reset_in_child(self)
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()  # a thread of the parent's may have held it
 
     def lookup(self, topics: frozenset[Topic]) -> Mapping[str, frozenset[Topic]]:
         return self._lookup(topics, self._store.lookup)

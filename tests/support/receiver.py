@@ -4,7 +4,7 @@ A real socket server (http.server in a thread) whose answers are scripted per
 request: ``Receiver(script=[503, 200])`` answers 503 once, then 200 for ever.
 ``"sleep:0.5"`` answers 200 after half a second; ``"hang"`` accepts the request
 and never answers (until the receiver closes).
-It records every request (headers and body) it got.
+It records every request it got: headers, body and the client's address ("peer").
 """
 
 from __future__ import annotations
@@ -36,7 +36,9 @@ class Receiver:
                 length = int(self.headers.get("Content-Length", 0))
                 body = self.rfile.read(length)
                 with receiver._lock:
-                    receiver.requests.append({"headers": dict(self.headers), "body": body})
+                    receiver.requests.append(
+                        {"headers": dict(self.headers), "body": body, "peer": self.client_address}
+                    )
                     step = receiver.script.pop(0) if len(receiver.script) > 1 else receiver.script[0]
                 if step == "hang":
                     receiver._release.wait(30)
@@ -72,6 +74,10 @@ class Receiver:
         self._release.set()
         self.server.shutdown()
         self.server.server_close()
+
+    def release(self) -> None:
+        """Let every ``"hang"`` request go (its connection closes unanswered)."""
+        self._release.set()
 
     @property
     def count(self) -> int:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 
 from zope.interface import implementer
 
+from ..forks import reset_in_child
 from ..interfaces import IHookStore
 from ..keys import Topic
 from ..values import Subscription
@@ -25,6 +26,10 @@ class MemoryStore:
         # topic -> {url: expires_at}; the url -> topics index makes remove_url cheap.
         self._by_topic: dict[Topic, dict[str, float]] = {}
         self._by_url: dict[str, set[Topic]] = {}
+        reset_in_child(self)
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()  # a thread of the parent's may have held it
 
     @classmethod
     def from_url(cls, url: str) -> MemoryStore:

@@ -26,6 +26,7 @@ from pymongo import DeleteMany, UpdateOne
 from zope.interface import implementer
 
 from ..errors import StoreError, map_exceptions
+from ..forks import reset_in_child
 from ..interfaces import IHookStore
 from ..keys import Topic
 from ..values import Subscription
@@ -64,6 +65,11 @@ class MongoStore:
         self._collection = self._client[db_name][collection]
         self._indexes_ready = False
         self._indexes_lock = threading.Lock()
+        reset_in_child(self)
+
+    def _after_fork(self) -> None:
+        # (pymongo resets its own connection pools in a forked child.)
+        self._indexes_lock = threading.Lock()  # a thread of the parent's may have held it
 
     @classmethod
     def from_url(cls, url: str) -> MongoStore:

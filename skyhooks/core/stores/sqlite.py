@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from zope.interface import implementer
 
 from ..errors import ConfigurationError, StoreError, WouldBlock, map_exceptions
+from ..forks import reset_in_child
 from ..interfaces import IHookStore
 from ..keys import Topic
 from ..values import Subscription
@@ -69,6 +70,12 @@ class SQLiteStore:
         self.path = path
         self._busy_timeout = busy_timeout
         self._clock = clock
+        self._after_fork()
+        reset_in_child(self)
+
+    def _after_fork(self) -> None:
+        # Also in a forked child, which must never use nor close its parent's
+        # connections (SQLite's rule): it forgets them and opens its own.
         self._local = _os_thread_local()
         self._lock = threading.Lock()
         # every thread's connection, so close() can close them all
