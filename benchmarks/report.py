@@ -5,6 +5,7 @@ baseline from the same run), the target checks, and the plots."""
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -23,9 +24,22 @@ def save(name: str, data: dict[str, Any], command: str) -> None:
         **data,
         "command": command,
         "when": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, Python {platform.python_version()}",
+        "machine": f"{_cpu_model()}, {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
     }
     (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=1, default=float))
+
+
+def _cpu_model() -> str:
+    """The processor's name (Linux): receive overheads differ across CPU models
+    more than across runs, so results say which one they came from."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
 
 
 def load() -> dict[str, Any]:
