@@ -1,7 +1,7 @@
 """Every skyhooks benchmark figure, each against its baseline in the same run.
 
     python -m benchmarks all --quick     # every figure, a first look (about 2 1/2 minutes on 2 cores)
-    python -m benchmarks all             # the figures: 5 rounds, longer runs (about 30 minutes)
+    python -m benchmarks all             # the figures: 5 rounds, longer runs (about 35 minutes)
     python -m benchmarks targets|throughput|latency|delivery|receive|stores|memory|threads [--quick]
     python -m benchmarks report          # rebuild RESULTS.md and the plots from results/*.json
 

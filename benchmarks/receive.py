@@ -6,8 +6,13 @@ bare RequestHandler); each in a server process
 of its own (``benchmarks/servers/<framework>.py``), alternated A B, B A, ... so a
 drift in the machine's speed favours neither, with new message ids every round;
 each run's answers are checked against the server's count of callbacks run (or
-bodies parsed). Also the server's CPU time per request, which swings much less
-than throughput on a shared machine."""
+bodies parsed). Also the server's CPU time per request.
+
+A control in the same rounds: a second bare server process, alternated with the
+first the same way (an A/A test). Its ratio would be 1.00 on a quiet machine;
+how far its rounds stray from that is how far this machine's noise alone moves
+a ratio, read beside the skyhooks/bare rounds. (On a shared 2-core VM its rounds
+have read 0.85-1.25 even with both bare servers loaded at once.)"""
 
 from __future__ import annotations
 
@@ -45,8 +50,8 @@ def run(quick: bool, frameworks: list[str], log: Any = print) -> dict[str, Any]:
         at = frameworks.index("tornado") + 1
         cases.insert(at, ("tornado (RequestHandler)", "tornado", ["--endpoint", "handler"]))
     for case, fw, endpoint in cases:
-        rates: dict[str, list[float]] = {"skyhooks": [], "bare": []}
-        cpu_us: dict[str, list[float]] = {"skyhooks": [], "bare": []}
+        rates: dict[str, list[float]] = {"skyhooks": [], "bare": [], "bare again": []}
+        cpu_us: dict[str, list[float]] = {"skyhooks": [], "bare": [], "bare again": []}
         with contextlib.ExitStack() as stack:
             servers = {}
             for kind in rates:
@@ -55,7 +60,7 @@ def run(quick: bool, frameworks: list[str], log: Any = print) -> dict[str, Any]:
                     "-m",
                     f"benchmarks.servers.{fw}",
                     "--mode",
-                    kind,
+                    kind.split()[0],
                     "--secret",
                     secret,
                     "--keys",
@@ -70,7 +75,9 @@ def run(quick: bool, frameworks: list[str], log: Any = print) -> dict[str, Any]:
                 # flattered skyhooks from the second round on). Both handlers get
                 # the same bytes.
                 requests = signed_requests(secret, 15_000 * seconds, KEYS, DATA)
-                for kind in ("skyhooks", "bare") if round_ % 2 == 0 else ("bare", "skyhooks"):
+                # skyhooks and bare adjacent both ways, and the two bare servers too.
+                order = ("skyhooks", "bare", "bare again")
+                for kind in order if round_ % 2 == 0 else order[::-1]:
                     server = servers[kind]
                     tally = f"http://127.0.0.1:{server.port}/tally/count"
                     counted, used = received_count(tally), cpu_seconds(server.process.pid)
@@ -88,11 +95,23 @@ def run(quick: bool, frameworks: list[str], log: Any = print) -> dict[str, Any]:
                         raise AssertionError(f"{case} {kind}: {counted} counted, {result.requests} answers")
                     rates[kind].append(result.requests_per_s)
                     cpu_us[kind].append(used / result.requests * 1e6)
-        ratio = median([a / b for a, b in zip(rates["skyhooks"], rates["bare"], strict=True)])
+        per_round = [a / b for a, b in zip(rates["skyhooks"], rates["bare"], strict=True)]
+        control = [a / b for a, b in zip(rates["bare again"], rates["bare"], strict=True)]
+        ratio, control_ratio = median(per_round), median(control)
         cpu_ratio = median([b / a for a, b in zip(cpu_us["skyhooks"], cpu_us["bare"], strict=True)])
-        out["frameworks"][case] = {"rates": rates, "cpu_us": cpu_us, "ratio": ratio, "cpu_ratio": cpu_ratio}
+        out["frameworks"][case] = {
+            "rates": rates,
+            "cpu_us": cpu_us,
+            "ratio": ratio,
+            "cpu_ratio": cpu_ratio,
+            "rounds": per_round,
+            "control_ratio": control_ratio,
+            "control_rounds": control,
+        }
         log(
             f"  {case:8} skyhooks {median(rates['skyhooks']):7,.0f} req/s, bare {median(rates['bare']):7,.0f}"
-            f" req/s: ratio {ratio:.2f}; CPU/request bare/skyhooks {cpu_ratio:.2f}"
+            f" req/s: ratio {ratio:.2f} (rounds {min(per_round):.2f}-{max(per_round):.2f});"
+            f" CPU/request bare/skyhooks {cpu_ratio:.2f}; the bare server against itself"
+            f" {control_ratio:.2f} (rounds {min(control):.2f}-{max(control):.2f})"
         )
     return out
