@@ -1,7 +1,8 @@
 """What only the gevent adapter has: the monkey-patching check, store calls kept off
 the hub (SQLite in the thread pool, pymongo cooperatively), blocking waits that block
-one greenlet, a greenlet per callback, bounded body reads, TCP_NODELAY, and a
-publisher whose timeouts give their pooled connection back.
+one greenlet, a greenlet per callback, bounded body reads, TCP_NODELAY, a
+publisher whose timeouts give their pooled connection back, and one that a forked
+child uses on connections of its own.
 
 ``skyhooks.gevent`` refuses to load into an unpatched process, and pytest's is not
 patched, so each test runs one ``scenario_*`` function of this file in a fresh,
@@ -517,6 +518,32 @@ def scenario_timeout_releases_connection() -> None:
             assert first.failed[receiver.url].startswith("timeout"), first
             second = publisher.notify(A42, 2)
             assert second.delivered == frozenset({receiver.url}), second
+    print("ok")
+
+
+def test_a_forked_child_connects_anew_and_the_parent_keeps_its_connection():
+    # gevent's own os.fork (patched): the fork-safety resets work with its sockets too.
+    from tests.support.receiver import Receiver
+
+    with Receiver() as receiver:  # here, unpatched: the child cannot have a copy of it
+        run_scenario("fork", receiver.url)
+        parent, child, parent_again = (request["peer"] for request in receiver.requests)
+    assert child != parent
+    assert parent_again == parent
+
+
+def scenario_fork(url: str) -> None:
+    from skyhooks.gevent import Publisher
+
+    with Publisher("memory://", generate_secret()) as publisher:
+        publisher.store.add(url, {T42}, 60)
+        assert publisher.notify(A42, "parent").delivered == frozenset({url})
+        pid = os.fork()
+        if pid == 0:  # the child: no exit handlers, no with-block exit
+            os._exit(0 if publisher.notify(A42, "child").delivered == frozenset({url}) else 1)
+        _, status = os.waitpid(pid, 0)
+        assert status == 0, f"the child's notify failed ({status})"
+        assert publisher.notify(A42, "parent again").delivered == frozenset({url})
     print("ok")
 
 
