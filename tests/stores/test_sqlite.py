@@ -137,3 +137,44 @@ def test_lookup_nowait_never_waits_for_a_lock(sqlite_url):
         holder.close()
     assert store.lookup_nowait({topic}) == {"http://127.0.0.1:1/h": frozenset({topic})}
     store.close()
+
+
+def _hold_a_write_lock(path: str) -> sqlite3.Connection:
+    """A file still in rollback-journal mode, with another connection about to
+    write it: as it is while a second process opens a new store file at the same
+    moment (and creates the schema)."""
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE IF NOT EXISTS other (x)")
+    holder.execute("BEGIN IMMEDIATE")  # a RESERVED lock until COMMIT
+    holder.execute("INSERT INTO other VALUES (1)")
+    return holder
+
+
+def test_a_new_file_locked_by_another_connection_is_waited_for(tmp_path):
+    # SQLite refuses the switch to WAL at once, without its busy handler, while
+    # another connection holds a lock: two instances started together had one fail.
+    path = tmp_path / "hooks.db"
+    holder = _hold_a_write_lock(str(path))
+    threading.Timer(0.3, lambda: holder.execute("COMMIT")).start()
+    store = open_store(f"sqlite:///{path}")
+    started = time.monotonic()
+    store.add("http://127.0.0.1:1/h", {Topic("n", "1")}, ttl=60)
+    assert time.monotonic() - started >= 0.2  # it waited for the lock
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    store.close()
+    holder.close()
+
+
+def test_a_new_file_locked_for_longer_than_the_busy_timeout_fails_with_store_error(tmp_path):
+    from skyhooks.core.errors import StoreError
+    from skyhooks.core.stores.sqlite import SQLiteStore
+
+    path = tmp_path / "hooks.db"
+    holder = _hold_a_write_lock(str(path))
+    store = SQLiteStore(str(path), busy_timeout=0.2)
+    started = time.monotonic()
+    with pytest.raises(StoreError, match="database is locked"):
+        store.add("http://127.0.0.1:1/h", {Topic("n", "1")}, ttl=60)
+    assert 0.1 <= time.monotonic() - started < 2
+    holder.close()
+    store.close()

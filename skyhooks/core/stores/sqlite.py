@@ -121,8 +121,7 @@ class SQLiteStore:
             conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
             try:
                 conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-                if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                    conn.execute("PRAGMA journal_mode = WAL")
+                _use_wal(conn, timeout)
                 conn.execute("PRAGMA synchronous = NORMAL")  # durable enough under WAL, far faster
                 # On every new connection, not once per store: the file may be a new one.
                 conn.executescript(_SCHEMA)
@@ -264,6 +263,34 @@ class SQLiteStore:
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
+
+
+def _use_wal(conn: sqlite3.Connection, timeout: float) -> None:
+    """Put the file in WAL mode (it stays so), waiting up to *timeout* seconds for it.
+
+    Switching the mode needs the file to itself, and SQLite answers "database is
+    locked" at once, without its busy handler, while another connection holds a
+    lock: of two processes opening a new file at the same moment (instances
+    started together), one failed (1 in 180 openings, six processes at once).
+    So a locked file is retried, with a short backoff, until the mode is WAL
+    (whoever set it) or *timeout* has passed.
+    """
+    if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+        return
+    deadline = time.monotonic() + timeout
+    pause = 0.001
+    while True:
+        try:
+            # A file system without WAL answers with the mode it kept: used as it is.
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+        if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+            return  # another process switched it meanwhile
 
 
 def _os_thread_local() -> threading.local:
