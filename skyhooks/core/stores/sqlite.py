@@ -97,22 +97,22 @@ class SQLiteStore:
         """This thread's connection; with *nowait*, a second one that never waits
         for a lock (busy_timeout 0), for :meth:`lookup_nowait` (which only reads)."""
         kind = "nowait" if nowait else "conn"
-        held: tuple[sqlite3.Connection, int, tuple[int, int] | None, float] | None = getattr(
+        # (connection, the file's identity when opened, when that was last checked)
+        held: tuple[sqlite3.Connection, tuple[int, int] | None, float] | None = getattr(
             self._local, kind, None
         )
         if held is not None:
-            conn, pid, file, checked = held
-            if pid == os.getpid():
-                now = time.monotonic()
-                # Reads look at the file's identity at most every _RECHECK seconds
-                # (a stat is a third of a lookup's cost); writes, always.
-                if (reading or nowait) and now - checked < _RECHECK:
-                    return conn
-                if file == self._file_identity():
-                    setattr(self._local, kind, (conn, pid, file, now))
-                    return conn
-            # The file was removed or replaced (or we were forked): a connection
-            # to the old inode would write where nobody reads. Start afresh.
+            conn, file, checked = held
+            now = time.monotonic()
+            # Reads look at the file's identity at most every _RECHECK seconds
+            # (a stat is a third of a lookup's cost); writes, always.
+            if (reading or nowait) and now - checked < _RECHECK:
+                return conn
+            if file == self._file_identity():
+                setattr(self._local, kind, (conn, file, now))
+                return conn
+            # The file was removed or replaced: a connection to the old inode
+            # would write where nobody reads. Start afresh.
             self._forget(kind)
         timeout = 0.0 if nowait else self._busy_timeout
         with map_exceptions(_ERRORS, f"opening sqlite store {self.path!r}"):
@@ -128,7 +128,7 @@ class SQLiteStore:
             except BaseException:
                 conn.close()
                 raise
-        setattr(self._local, kind, (conn, os.getpid(), self._file_identity(), time.monotonic()))
+        setattr(self._local, kind, (conn, self._file_identity(), time.monotonic()))
         with self._lock:
             self._connections.append(conn)
         return conn
@@ -141,12 +141,11 @@ class SQLiteStore:
         return info.st_dev, info.st_ino
 
     def _forget(self, kind: str) -> None:
-        conn, pid, _, _ = getattr(self._local, kind)
+        conn, _, _ = getattr(self._local, kind)
         with self._lock:
             if conn in self._connections:
                 self._connections.remove(conn)
-        if pid == os.getpid():  # never close a parent's connection in a child
-            conn.close()
+        conn.close()  # (a forked child never holds its parent's: see _after_fork)
         setattr(self._local, kind, None)
 
     @contextmanager
