@@ -263,6 +263,12 @@ class ParsedRequest(NamedTuple):
     batch: bool = False
 
 
+# What a named tuple's own __new__ (a Python function) ends in, called
+# directly on the path every request takes (each parsed message, and its
+# request): about 1,200 fewer instructions each, by callgrind's count.
+_new_tuple: Callable[..., Any] = tuple.__new__
+
+
 class _Mac(Protocol):
     """A keyed HMAC-SHA256 to copy per message (``hmac.HMAC`` or OpenSSL's own)."""
 
@@ -349,7 +355,8 @@ def _parse(
         raise BadRequest(f"body is not valid JSON: {str(exc)[:200]}") from exc
     if isinstance(payload, dict) and "messages" in payload and "keys" not in payload:
         return ParsedRequest(_batch_messages(payload["messages"]), batch=True)
-    return ParsedRequest((_message(payload, message_id),))
+    parsed: ParsedRequest = _new_tuple(ParsedRequest, ((_message(payload, message_id),), False))
+    return parsed
 
 
 def _verify(
@@ -429,7 +436,9 @@ def _message(payload: Any, message_id: str) -> ParsedMessage:
         keys, topics = checked_topics(payload["keys"])
     except InvalidKeysError as exc:
         raise BadRequest(str(exc)) from exc
-    return ParsedMessage(trusted_message(keys, payload.get("data"), message_id), topics)
+    message = trusted_message(keys, payload.get("data"), message_id)
+    parsed: ParsedMessage = _new_tuple(ParsedMessage, (message, topics))
+    return parsed
 
 
 def _batch_messages(items: Any) -> tuple[ParsedMessage, ...]:

@@ -97,7 +97,11 @@ class Registry(BaseRegistry[Any]):
         # the others nor the webhook's answer.
         runner = self._runner
         hub = runner.hub
-        if hub is get_hub() and getcurrent() is not hub:  # (in_hub(), inlined: once per callback)
+        current = getcurrent()
+        # Not the hub, and its thread's: in_hub(), inlined (once per callback).
+        # A greenlet the hub started (a server's handler) says so by its parent
+        # alone, which spares the thread's hub lookup.
+        if current.parent is hub or (hub is get_hub() and current is not hub):
             runner.run(callback, message)
             return
         # The hub itself, which must not be switched away from mid-callback
