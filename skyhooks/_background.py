@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
+import selectors
 import threading
 from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
@@ -51,9 +53,14 @@ class BackgroundLoop(Generic[S, I, R]):
     def _after_fork(self) -> None:
         # Also in a forked child: the parent's loop, its thread, what it had
         # queued and the state made there are not the child's, which makes its
-        # own at its first submit. (The parent's loop is left unclosed: closing
-        # it here would touch its selector, as it still looks like running.)
+        # own at its first submit. The parent's loop is never closed here: it
+        # still looks like running, and closing it or its connections would
+        # reach the epoll instance and sockets the child shares with the parent.
+        inherited = getattr(self, "_loop", None)  # (unset when called from __init__)
+        if inherited is not None:
+            _abandon(inherited, self._selector, self._thread, self._state)
         self._lock = threading.Lock()
+        self._selector: selectors.BaseSelector | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._state: S | None = None
@@ -88,7 +95,10 @@ class BackgroundLoop(Generic[S, I, R]):
         # With self._lock held.
         if self._loop is not None:
             return self._loop
-        loop = self._loop = asyncio.new_event_loop()
+        # A selector of our own, so that a forked child can find the
+        # descriptors the loop shares with its parent (see _abandon).
+        self._selector = selectors.DefaultSelector()
+        loop = self._loop = asyncio.SelectorEventLoop(self._selector)
         started = threading.Event()
         self._thread = threading.Thread(
             target=self._serve, args=(loop, started), name=self._name, daemon=True
@@ -132,6 +142,42 @@ class BackgroundLoop(Generic[S, I, R]):
         if state is not None:
             self._teardown(state)
         loop.stop()
+
+
+#: In a forked child, what it inherited of the parent's loops, kept alive
+#: (never garbage) for as long as the child runs.
+_ABANDONED: list[tuple[object, ...]] = []
+
+
+def _abandon(
+    loop: asyncio.AbstractEventLoop | None, selector: selectors.BaseSelector | None, *rest: object
+) -> None:
+    """In a forked child: keep the parent's *loop* from ever touching what the
+    parent still uses.
+
+    The child shares the parent's epoll instance and sockets (its descriptors
+    are copies). Were the loop's connections finalised here, each would
+    unregister itself from that epoll instance, and the parent's loop would
+    never hear from that socket again (its next POST there timed out, and was
+    sent again); a TLS one would send its close_notify on the parent's
+    connection. So the loop is kept alive, and the child's copies of its
+    descriptors are pointed at /dev/null, which leaves the parent's alone and
+    makes anything done with the child's copies (at its exit, say) harmless.
+    """
+    _ABANDONED.append((loop, selector, *rest))
+    if selector is None:
+        return
+    fds = {key.fd for key in selector.get_map().values()}
+    fileno = getattr(selector, "fileno", None)  # epoll, kqueue, devpoll: a descriptor of their own
+    if fileno is not None:
+        fds.add(fileno())
+    null = os.open(os.devnull, os.O_RDWR)
+    try:
+        for fd in fds:
+            if fd >= 0:
+                os.dup2(null, fd, inheritable=False)
+    finally:
+        os.close(null)
 
 
 def _settle(futures: list[concurrent.futures.Future[Any]], task: asyncio.Future[Sequence[Any]]) -> None:

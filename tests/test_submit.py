@@ -4,6 +4,7 @@ fork, for the Celery prefork case)."""
 
 from __future__ import annotations
 
+import gc
 import json
 import multiprocessing
 import os
@@ -13,7 +14,15 @@ from concurrent.futures import Future
 
 import pytest
 
-from skyhooks import InvalidDataError, InvalidKeysError, Publisher, RetryPolicy, StoreError, Topic
+from skyhooks import (
+    InvalidDataError,
+    InvalidKeysError,
+    Publisher,
+    RetryPolicy,
+    StoreError,
+    Topic,
+    _background,
+)
 from tests.support.receiver import Receiver
 
 T42 = Topic("account_id", "42")
@@ -90,20 +99,32 @@ def test_max_pending_makes_submit_wait_and_close_waits_for_everything(store, sec
         Publisher(store, secret, max_pending=0)
 
 
-def _submit_in_child(publisher: Publisher, queue: multiprocessing.Queue) -> None:
+def _submit_in_child(publisher: Publisher, queue: multiprocessing.Queue, finalise: bool) -> None:
     report = publisher.submit({"account_id": 42}, "from the child").result(10)
+    # What the child inherited of the parent's loop (its connections, its
+    # selector) is garbage here; collecting it must not reach the parent's.
+    # With *finalise*, what the child keeps of it goes too, as when a child
+    # ends through interpreter shutdown rather than os._exit.
+    if finalise:
+        _background._ABANDONED.clear()
+    gc.collect()
     queue.put((os.getpid(), report.ok, report.message_id))
 
 
-def test_a_forked_child_gets_a_loop_of_its_own(store, secret):
-    """Celery's prefork pool: a publisher made (and used) in the parent, then forked."""
+@pytest.mark.parametrize("finalise", [False, True], ids=["child-collects", "child-finalises"])
+def test_a_forked_child_gets_a_loop_of_its_own(store, secret, finalise):
+    """Celery's prefork pool: a publisher made (and used) in the parent, then
+    forked. The parent's connection goes on working: before the fix, the
+    child's garbage collection unregistered it from the epoll instance both
+    share, and the parent's next POST there was never answered (sent again on
+    a new connection after the 2 s timeout)."""
     with Receiver() as r:
         store.add(r.url, {T42}, ttl=60)
         with Publisher(store, secret, retry=FAST) as publisher:
             before = publisher.submit({"account_id": 42}, "parent").result(10)
             fork = multiprocessing.get_context("fork")
             queue: multiprocessing.Queue = fork.Queue()
-            child = fork.Process(target=_submit_in_child, args=(publisher, queue))
+            child = fork.Process(target=_submit_in_child, args=(publisher, queue, finalise))
             child.start()
             pid, ok, child_id = queue.get(timeout=20)
             child.join(20)
@@ -111,7 +132,9 @@ def test_a_forked_child_gets_a_loop_of_its_own(store, secret):
         assert child.exitcode == 0 and pid != os.getpid() and ok
         assert before.ok and after.ok
         assert len({before.message_id, child_id, after.message_id}) == 3  # the child's ids are its own
-        assert r.count == 3
+        assert r.count == 3  # no POST sent twice
+        parent, _, parent_again = (request["peer"] for request in r.requests)
+        assert parent_again == parent  # on the parent's kept connection
 
 
 def test_many_threads_may_submit_at_once(store, secret):
