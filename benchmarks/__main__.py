@@ -2,7 +2,8 @@
 
     python -m benchmarks all --quick     # every figure, a first look (about 2 1/2 minutes on 2 cores)
     python -m benchmarks all             # the figures: 5 rounds, longer runs (about 35 minutes)
-    python -m benchmarks targets|throughput|latency|delivery|receive|stores|memory|threads [--quick]
+    python -m benchmarks targets|throughput|latency|delivery|receive|instructions|stores|memory|threads
+                         [--quick]
     python -m benchmarks report          # rebuild RESULTS.md and the plots from results/*.json
 
 0. targets: each target's configurations against their baselines, interleaved
@@ -13,12 +14,14 @@
    Socket.IO Redis emitter (``benchmarks/delivery.py``).
 2. latency: notify() -> callback in another process, p50/p99/p999, paced at 500/s.
 3. receive: each adapter's handler vs a bare handler of its framework, under wrk.
+   instructions: the same servers' instructions per request, counted by callgrind
+   (no noise moves it; ``benchmarks/instructions.py``).
 4. stores: lookup latency and add/renew throughput from 1k to 1M subscriptions.
 5. memory: bytes per local subscription with 100k callbacks registered.
 6. threads: the blocking publisher's notify() from 1 to 32 threads, with and
    without its queue for the calls beyond the first four (``benchmarks/threads.py``).
 
-Needs ``redis-server`` and ``wrk`` (Debian packages) and the ``bench`` extra;
+Needs ``redis-server``, ``wrk`` and ``valgrind`` (Debian packages) and the ``bench`` extra;
 MongoDB figures need the mongoeco Python (see ``tests/support/mongo.py``).
 Results: ``benchmarks/results/*.json``, ``benchmarks/RESULTS.md``, ``benchmarks/results/*.png``.
 """
@@ -32,7 +35,7 @@ import time
 from benchmarks import report
 from benchmarks.common import missing_prerequisites
 
-FIGURES = ["targets", "throughput", "latency", "receive", "stores", "memory", "threads"]
+FIGURES = ["targets", "throughput", "latency", "receive", "instructions", "stores", "memory", "threads"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -89,6 +92,11 @@ def main(argv: list[str] | None = None) -> None:
 
         log("3. receive overhead under wrk")
         report.save("receive", receive.run(args.quick, frameworks, log), command)
+    if "instructions" in wanted:
+        from benchmarks import instructions
+
+        log("3b. receive cost in instructions (callgrind)")
+        report.save("instructions", instructions.run(args.quick, frameworks, log), command)
     if "stores" in wanted:
         from benchmarks import stores
 

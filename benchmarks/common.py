@@ -30,15 +30,22 @@ DELIVERY_FIGURES = {"targets", "throughput", "latency", "threads"}
 def missing_prerequisites(figures: set[str], frameworks: Sequence[str]) -> list[str]:
     """What a run of *figures* needs that this machine lacks, each with how to get
     it: checked before anything runs, rather than found minutes into a run."""
-    programs = (["redis-server"] if figures & DELIVERY_FIGURES else []) + (
-        ["wrk"] if "receive" in figures else []
+    programs = (
+        (["redis-server"] if figures & DELIVERY_FIGURES else [])
+        + (["wrk"] if figures & {"receive", "instructions"} else [])
+        + (["valgrind", "callgrind_control"] if "instructions" in figures else [])
     )
     modules = {"matplotlib"}  # every run ends by drawing the plots
     if figures & DELIVERY_FIGURES:  # the baselines, and every publisher and receiver
         modules |= {"aiohttp", "redis", "socketio", "tornado", "gevent", "twisted"}
-    if figures & {"receive", "memory"}:
+    if figures & {"receive", "instructions", "memory"}:
         modules |= set(frameworks)
-    missing = [f"{p} is not installed: apt-get install {p}" for p in programs if shutil.which(p) is None]
+    package = {"callgrind_control": "valgrind"}  # the programs named by their Debian package
+    missing = [
+        f"{p} is not installed: apt-get install {package.get(p, p)}"
+        for p in programs
+        if shutil.which(p) is None
+    ]
     missing += [
         f"the Python package {m!r} is not installed: pip install -e '.[all,bench]'"
         for m in sorted(modules)

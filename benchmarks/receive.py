@@ -35,6 +35,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cases(frameworks: list[str]) -> list[tuple[str, str, list[str]]]:
+    """(name, framework, server arguments) of each handler measured. Tornado
+    twice: its recommended endpoint (WebhookDelegate, no RequestHandler)
+    against a bare delegate, and WebhookHandler against a bare RequestHandler."""
+    found: list[tuple[str, str, list[str]]] = [(fw, fw, []) for fw in frameworks]
+    if "tornado" in frameworks:
+        found.insert(
+            frameworks.index("tornado") + 1,
+            ("tornado (RequestHandler)", "tornado", ["--endpoint", "handler"]),
+        )
+    return found
+
+
 def run(quick: bool, frameworks: list[str], log: Any = print) -> dict[str, Any]:
     from skyhooks import generate_secret
 
@@ -43,13 +56,7 @@ def run(quick: bool, frameworks: list[str], log: Any = print) -> dict[str, Any]:
     seconds, rounds = (1, 3) if quick else (5, 5)
     secret = generate_secret()
     out: dict[str, Any] = {"seconds": seconds, "rounds": rounds, "frameworks": {}}
-    # Tornado twice: its recommended endpoint (WebhookDelegate, no RequestHandler)
-    # against a bare delegate, and WebhookHandler against a bare RequestHandler.
-    cases = [(fw, fw, []) for fw in frameworks]
-    if "tornado" in frameworks:
-        at = frameworks.index("tornado") + 1
-        cases.insert(at, ("tornado (RequestHandler)", "tornado", ["--endpoint", "handler"]))
-    for case, fw, endpoint in cases:
+    for case, fw, endpoint in cases(frameworks):
         rates: dict[str, list[float]] = {"skyhooks": [], "bare": [], "bare again": []}
         cpu_us: dict[str, list[float]] = {"skyhooks": [], "bare": [], "bare again": []}
         with contextlib.ExitStack() as stack:

@@ -13,7 +13,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-FIGURES = ["targets", "delivery", "receive", "stores", "memory", "threads"]
+FIGURES = ["targets", "delivery", "receive", "instructions", "stores", "memory", "threads"]
 DEFAULT_IN_FLIGHT = 2  # the publishers' max_in_flight default (rows without the key ran with it)
 PUBLISHERS = ["blocking", "tornado", "gevent", "twisted"]
 
@@ -224,7 +224,32 @@ def tables(results: dict[str, Any]) -> tuple[list[str], list[tuple[str, bool | N
             seen = f"{r['ratio']:.2f}"
             if control is not None:
                 seen += f" (rounds {spread}; the bare server against itself: {control:.2f}, rounds {_spread(r['control_rounds'])})"
+            counted = (results.get("instructions") or {}).get("frameworks", {}).get(fw)
+            if counted:
+                seen += f"; instructions per request: {counted['ratio']:.2f}"
             checks.append((f"receive overhead {fw} >= 0.85", r["ratio"] >= 0.85, seen))
+        md.append("")
+    ins = results.get("instructions")
+    if ins:
+        md += [
+            "## 3b. Receive cost in instructions: the same servers under callgrind "
+            f"(wrk for {ins['seconds']} s after a warm-up)",
+            "",
+            "Instructions the whole server process executed per request (framework, HTTP parsing, skyhooks; "
+            "not the kernel's), counted, not timed: no noise moves them. *bare / skyhooks* is what the "
+            "throughput ratio above would read if every instruction cost the same; where it reads lower, "
+            "skyhooks' instructions cost more under load than the framework's. (Callgrind emulates the "
+            "processor: OpenSSL's SHA-256 runs without the SHA extensions a real one may have.)",
+            "",
+            "| framework | skyhooks instructions/request | bare instructions/request | bare / skyhooks | requests counted |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for fw, r in ins["frameworks"].items():
+            sk, bare = r["skyhooks"], r["bare"]
+            md.append(
+                f"| {fw} | {sk['per_request'] / 1000:,.1f}k | {bare['per_request'] / 1000:,.1f}k | {r['ratio']:.2f} "
+                f"| {sk['requests']:,.0f} / {bare['requests']:,.0f} |"
+            )
         md.append("")
     st = results.get("stores")
     if st:
