@@ -15,7 +15,7 @@
 2. latency: notify() -> callback in another process, p50/p99/p999, paced at 500/s.
 3. receive: each adapter's handler vs a bare handler of its framework, under wrk.
    instructions: the same servers' instructions per request, counted by callgrind
-   (no noise moves it; ``benchmarks/instructions.py``).
+   (noise hardly moves it; ``benchmarks/instructions.py``).
 4. stores: lookup latency and add/renew throughput from 1k to 1M subscriptions.
 5. memory: bytes per local subscription with 100k callbacks registered.
 6. threads: the blocking publisher's notify() from 1 to 32 threads, with and

@@ -236,7 +236,8 @@ def tables(results: dict[str, Any]) -> tuple[list[str], list[tuple[str, bool | N
             f"(wrk for {ins['seconds']} s after a warm-up)",
             "",
             "Instructions the whole server process executed per request (framework, HTTP parsing, skyhooks; "
-            "not the kernel's), counted, not timed: no noise moves them. *bare / skyhooks* is what the "
+            "not the kernel's), counted, not timed: from run to run they move by 1-2% (collections, the "
+            "connections wrk opens), where timings here move by a fifth. *bare / skyhooks* is what the "
             "throughput ratio above would read if every instruction cost the same; where it reads lower, "
             "skyhooks' instructions cost more under load than the framework's. (Callgrind emulates the "
             "processor: OpenSSL's SHA-256 runs without the SHA extensions a real one may have.)",
