@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import os
 import selectors
 import threading
@@ -167,10 +168,12 @@ def _abandon(
     _ABANDONED.append((loop, selector, *rest))
     if selector is None:
         return
-    fds = {key.fd for key in selector.get_map().values()}
+    registered = selector.get_map()  # (None once the selector is closed)
+    fds = {key.fd for key in registered.values()} if registered is not None else set()
     fileno = getattr(selector, "fileno", None)  # epoll, kqueue, devpoll: a descriptor of their own
     if fileno is not None:
-        fds.add(fileno())
+        with contextlib.suppress(ValueError):  # closed
+            fds.add(fileno())
     null = os.open(os.devnull, os.O_RDWR)
     try:
         for fd in fds:
