@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from benchmarks.common import received_count, signed_requests, start_process, wrk
-from benchmarks.receive import DATA, KEYS, cases
+from benchmarks.receive import DATA, KEYS, cases, server_command
 
 CONNECTIONS = 4  # under valgrind a server does ~100-300 requests/s: a few suffice
 
@@ -55,16 +54,7 @@ def _count(fw: str, kind: str, endpoint: list[str], secret: str, seconds: float)
             "valgrind",
             "--tool=callgrind",
             f"--callgrind-out-file={dumps}",
-            sys.executable,
-            "-m",
-            f"benchmarks.servers.{fw}",
-            "--mode",
-            kind,
-            "--secret",
-            secret,
-            "--keys",
-            '[{"account_id": 1}]',
-            *endpoint,
+            *server_command(fw, kind, secret, endpoint),
         ]
         # Start-up (imports) under valgrind takes a minute or more.
         with start_process(cmd, timeout=300) as server:
@@ -79,7 +69,7 @@ def _count(fw: str, kind: str, endpoint: list[str], secret: str, seconds: float)
             if result.non_2xx or result.socket_errors or result.requests > len(requests) - 200:
                 raise AssertionError(f"{fw} {kind} under valgrind: {result}")
             dump = _control("--dump", server.process.pid, dumps)
-    # The two /tally/count requests are in the count too: ~0.1% of 1,000 webhooks.
+    # The second /tally/count request is in the count too: ~0.1% of 1,000 webhooks.
     return {"requests": counted, "instructions": dump, "per_request": dump / counted}
 
 

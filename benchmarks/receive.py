@@ -17,6 +17,7 @@ have read 0.85-1.25 even with both bare servers loaded at once.)"""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sys
 from typing import Any
@@ -48,6 +49,23 @@ def cases(frameworks: list[str]) -> list[tuple[str, str, list[str]]]:
     return found
 
 
+def server_command(fw: str, mode: str, secret: str, endpoint: list[str]) -> list[str]:
+    """The command of one receive server (*mode* "skyhooks" or "bare"), its
+    callback registered under KEYS."""
+    return [
+        sys.executable,
+        "-m",
+        f"benchmarks.servers.{fw}",
+        "--mode",
+        mode,
+        "--secret",
+        secret,
+        "--keys",
+        json.dumps([KEYS]),
+        *endpoint,
+    ]
+
+
 def run(quick: bool, frameworks: list[str], log: Any = print) -> dict[str, Any]:
     from skyhooks import generate_secret
 
@@ -62,18 +80,7 @@ def run(quick: bool, frameworks: list[str], log: Any = print) -> dict[str, Any]:
         with contextlib.ExitStack() as stack:
             servers = {}
             for kind in rates:
-                cmd = [
-                    sys.executable,
-                    "-m",
-                    f"benchmarks.servers.{fw}",
-                    "--mode",
-                    kind.split()[0],
-                    "--secret",
-                    secret,
-                    "--keys",
-                    '[{"account_id": 1}]',
-                    *endpoint,
-                ]
+                cmd = server_command(fw, kind.split()[0], secret, endpoint)
                 servers[kind] = stack.enter_context(start_process(cmd))
             for round_ in range(rounds):
                 # New ids every round: the skyhooks server remembers those it has
