@@ -235,9 +235,8 @@ class Signer:
             # What standardwebhooks' sign() computes, "v1," + base64 of HMAC-SHA256 over
             # "id.timestamp.body", from a keyed copy: a third of the cost of sign() with
             # its datetime and hmac set-up (tests/core/test_protocol.py compares the two).
-            mac = self._mac.copy()
-            mac.update(f"{message_id}.{seconds}.{text}".encode())
-            signature = "v1," + binascii.b2a_base64(mac.digest(), newline=False).decode("ascii")
+            digest = self._mac.digest(f"{message_id}.{seconds}.{text}".encode())
+            signature = "v1," + binascii.b2a_base64(digest, newline=False).decode("ascii")
         headers = {
             "content-type": "application/json",
             "webhook-id": message_id,
@@ -269,12 +268,34 @@ class ParsedRequest(NamedTuple):
 _new_tuple: Callable[..., Any] = tuple.__new__
 
 
-class _Mac(Protocol):
-    """A keyed HMAC-SHA256 to copy per message (``hmac.HMAC`` or OpenSSL's own)."""
+class _Sha256(Protocol):
+    """A ``hashlib.sha256`` object (typeshed names its class privately)."""
 
-    def copy(self) -> _Mac: ...
+    def copy(self) -> _Sha256: ...
     def update(self, data: bytes, /) -> None: ...
     def digest(self) -> bytes: ...
+
+
+class _Mac(NamedTuple):
+    """HMAC-SHA256 keyed with one secret, as RFC 2104 builds it: SHA-256 states
+    that have already hashed the key XOR ipad and the key XOR opad, copied per
+    message. ``inner.copy()``, the message, ``outer.copy()``, the inner digest:
+    two digest-context copies where OpenSSL's HMAC object copies three (its
+    inner, outer and working contexts). 0.2 us less per webhook warm, 0.7 us
+    with the caches cold, and 0.3 us (of the core's ~15) measured inside a
+    Tornado server under wrk (tests/core/test_protocol.py checks it against hmac)."""
+
+    inner: _Sha256
+    outer: _Sha256
+
+    def digest(self, *parts: bytes) -> bytes:
+        """HMAC-SHA256 of the concatenated *parts* (off the receive path)."""
+        inner = self.inner.copy()
+        for part in parts:
+            inner.update(part)
+        outer = self.outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
 
 
 class Verifier:
@@ -374,19 +395,23 @@ def _verify(
         raise Unauthorized("malformed webhook-signature header") from exc
 
 
+_BLOCK = 64  # SHA-256's block size, in bytes
+_IPAD = bytes(byte ^ 0x36 for byte in range(256))
+_OPAD = bytes(byte ^ 0x5C for byte in range(256))
+
+
 def _mac_of(webhook: standardwebhooks.Webhook) -> _Mac | None:
-    """HMAC-SHA256 keyed with the webhook's secret, to be copied per request
-    (a copy skips OpenSSL's digest lookup and key setup: ~1 us per request)."""
+    """HMAC-SHA256 keyed with the webhook's secret, ready to copy per request
+    (a copy skips the digest lookup and key setup of ``hmac.new``)."""
     # The package keeps the decoded secret here; should that ever change, every
     # request simply takes the package's own path.
     key = getattr(webhook, "_whsecret", None)
     if not (isinstance(key, bytes) and key):
         return None
-    mac = hmac.new(key, digestmod=hashlib.sha256)
-    # hmac.HMAC wraps OpenSSL's HMAC object where it can; copying that one
-    # directly skips the pure-Python wrapper (0.6 us of the 2 per message here).
-    inner = getattr(mac, "_hmac", None)
-    return inner if inner is not None and hasattr(inner, "copy") else mac
+    if len(key) > _BLOCK:  # RFC 2104: a long key is hashed first
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(_BLOCK, b"\0")
+    return _Mac(hashlib.sha256(key.translate(_IPAD)), hashlib.sha256(key.translate(_OPAD)))
 
 
 # Why a shortcut beside standardwebhooks: its verify() costs about half of a
@@ -414,10 +439,13 @@ def _surely_valid(mac: _Mac, message_id: str, timestamp: str, signature: str, bo
         prefix = f"{message_id}.{timestamp}.".encode()  # (the timestamp is ASCII digits)
     except UnicodeEncodeError:  # a lone surrogate in the id
         return False
-    mac = mac.copy()
-    mac.update(prefix)
-    mac.update(body)
-    expected = "v1," + binascii.b2a_base64(mac.digest(), newline=False).decode("ascii")
+    # mac.digest(prefix, body), inlined: this runs once per webhook received.
+    inner = mac.inner.copy()
+    inner.update(prefix)
+    inner.update(body)
+    outer = mac.outer.copy()
+    outer.update(inner.digest())
+    expected = "v1," + binascii.b2a_base64(outer.digest(), newline=False).decode("ascii")
     if signature.isascii() and hmac.compare_digest(signature, expected):
         return True  # the usual header: one entry (what the loop's first turn decides)
     for entry in signature.split(" "):

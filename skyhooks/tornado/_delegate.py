@@ -8,7 +8,8 @@ from http import HTTPStatus
 
 from tornado import httputil
 
-from ..core.protocol import REQUEST_HEADERS, Response
+from ..core.protocol import Response
+from ._headers import core_headers
 from ._registry import Registry
 
 __all__ = ["WebhookDelegate"]
@@ -58,9 +59,8 @@ class _WebhookRequest(httputil.HTTPMessageDelegate):
     ) -> None:
         assert isinstance(start_line, httputil.RequestStartLine)
         self._method = start_line.method
-        get = headers.get
-        self._headers = {name: value for name in REQUEST_HEADERS if (value := get(name)) is not None}
-        declared = get("Content-Length", "")
+        self._headers = core_headers(headers)
+        declared = self._headers.get("content-length", "")
         refusal = self._registry.refuse_size(int(declared)) if declared.isdigit() else None
         if refusal is not None:
             # Answered before the body is read: Tornado sends no "100 Continue"

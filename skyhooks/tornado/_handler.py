@@ -7,7 +7,8 @@ from typing import Any
 
 from tornado.web import RequestHandler, stream_request_body
 
-from ..core.protocol import REQUEST_HEADERS, Response
+from ..core.protocol import Response
+from ._headers import core_headers
 from ._registry import Registry
 
 __all__ = ["WebhookHandler"]
@@ -22,9 +23,11 @@ class WebhookHandler(RequestHandler):
         self.registry = registry
         self._chunks: list[bytes] = []
         self._size = 0
+        self._core_headers: dict[str, str] = {}
 
     def prepare(self) -> None:
-        declared = self.request.headers.get("Content-Length", "")
+        self._core_headers = core_headers(self.request.headers)
+        declared = self._core_headers.get("content-length", "")
         refusal = self.registry.refuse_size(int(declared)) if declared.isdigit() else None
         if refusal is not None:
             # Answering before reading also keeps Tornado from sending "100 Continue".
@@ -43,11 +46,8 @@ class WebhookHandler(RequestHandler):
     def _handle(self, *args: Any) -> None:
         # Every method goes to the core, so a GET gets its JSON 405, not Tornado's HTML one.
         if not self._finished:  # not already refused as too large while streaming
-            # Only the headers the core reads: HTTPHeaders iterates slowly.
-            get = self.request.headers.get
-            headers = {name: value for name in REQUEST_HEADERS if (value := get(name)) is not None}
             body = b"".join(self._chunks)
-            self._respond(self.registry.handle_request(self.request.method or "", headers, body))
+            self._respond(self.registry.handle_request(self.request.method or "", self._core_headers, body))
 
     get = post = put = patch = delete = head = options = _handle
 

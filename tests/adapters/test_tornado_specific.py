@@ -23,6 +23,7 @@ import pytest
 pytest.importorskip("tornado")
 
 from tornado.httpserver import HTTPServer
+from tornado.httputil import HTTPHeaders
 from tornado.netutil import bind_sockets
 from tornado.simple_httpclient import SimpleAsyncHTTPClient
 from tornado.web import Application
@@ -31,6 +32,7 @@ from skyhooks import Message, Topic, generate_secret
 from skyhooks.core.protocol import Signer
 from skyhooks.core.stores.memory import MemoryStore
 from skyhooks.tornado import Publisher, Registry, WebhookDelegate, WebhookHandler
+from skyhooks.tornado._headers import core_headers
 from tests.support.receiver import Receiver, refused_url
 
 A42 = {"account_id": 42}
@@ -286,6 +288,46 @@ def test_signed_posts_pass_an_app_with_xsrf_cookies(endpoint: str) -> None:
         assert (status, json.loads(body)) == (200, {"status": "ok", "notified": 1})
 
     _handler_scenario(check, endpoint, xsrf_cookies=True)
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_header_names_in_any_case_are_read_and_a_repeated_signature_is_refused(endpoint: str) -> None:
+    async def check(port: int, registry: Registry, got: list[Message]) -> None:
+        message = Signer(SECRET).build(A42, "cased")
+        lines = "".join(f"{name.upper()}: {value}\n" for name, value in message.headers.items())
+        head = f"POST /skyhooks HTTP/1.1\nHost: x\ncontent-LENGTH: {len(message.body)}\n{lines}"
+        status, _, body = await raw_request(port, head, message.body)
+        assert (status, json.loads(body)) == (200, {"status": "ok", "notified": 1})
+        # Sent twice, the values are joined ("a,b") as HTTPHeaders.get joins them:
+        # the joined value is no valid signature, so nothing is dispatched twice.
+        again = Signer(SECRET).build(A42, "twice")
+        signature = again.headers["webhook-signature"]
+        head = (
+            f"POST /skyhooks HTTP/1.1\nHost: x\nContent-Length: {len(again.body)}\n"
+            + "".join(f"{name}: {value}\n" for name, value in again.headers.items())
+            + f"Webhook-Signature: {signature}\n"
+        )
+        status, _, body = await raw_request(port, head, again.body)
+        assert status == 401 and json.loads(body)["status"] == "error"
+        assert [m.data for m in got] == ["cased"]
+
+    _handler_scenario(check, endpoint)
+
+
+def test_core_headers_reads_the_four_and_content_length_in_one_pass() -> None:
+    headers = HTTPHeaders.parse(
+        "Host: x\r\nCONTENT-type: application/json\r\nwebhook-id: msg_1\r\nX-Other: 1\r\n"
+        "Webhook-Timestamp: 5\r\nContent-Length: 2\r\nwebhook-signature: v1,a\r\n"
+        "Webhook-Signature: v1,b\r\n"
+    )
+    assert core_headers(headers) == {
+        "content-type": "application/json",
+        "webhook-id": "msg_1",
+        "webhook-timestamp": "5",
+        "content-length": "2",
+        "webhook-signature": headers.get("webhook-signature"),  # "v1,a,v1,b", as Tornado joins them
+    }
+    assert core_headers(HTTPHeaders()) == {}
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS)

@@ -60,7 +60,7 @@ def test_standardwebhooks_verifies_what_we_sign(secret):
     message_id=st.text(min_size=1, max_size=40),
     data=st.recursive(st.none() | st.integers() | st.text(), lambda c: st.lists(c, max_size=3), max_leaves=8),
     timestamp=st.floats(min_value=0, max_value=4e9),
-    raw_key=st.binary(min_size=1, max_size=64),
+    raw_key=st.binary(min_size=1, max_size=200),  # past 64 bytes the HMAC key is hashed first
 )
 def test_signatures_are_exactly_standardwebhooks_sign(message_id, data, timestamp, raw_key):
     """Signer signs from a keyed HMAC copy, not through the package's sign(): same bytes."""
@@ -72,6 +72,23 @@ def test_signatures_are_exactly_standardwebhooks_sign(message_id, data, timestam
     expected = standardwebhooks.Webhook(secret).sign(message_id, when, message.body.decode())
     assert message.headers["webhook-signature"] == expected
     assert message.headers["webhook-timestamp"] == str(int(timestamp))
+
+
+@pytest.mark.parametrize("length", [1, 24, 32, 63, 64, 65, 200])
+def test_the_keyed_mac_is_hmac_sha256(length):
+    """_mac_of builds HMAC from two SHA-256 states (RFC 2104's pads): it must be hmac's answer."""
+    import base64
+    import hashlib
+    import hmac
+
+    from skyhooks.core.protocol import _mac_of
+
+    key = bytes(range(256))[:length]
+    mac = _mac_of(standardwebhooks.Webhook("whsec_" + base64.b64encode(key).decode()))
+    assert mac is not None
+    for parts in [(), (b"",), (b"msg_1.1700000000.", b'{"a":1}'), (b"x" * 1000,)]:
+        assert mac.digest(*parts) == hmac.new(key, b"".join(parts), hashlib.sha256).digest()
+    assert mac.digest(b"one") == mac.digest(b"one")  # the keyed states are copied, never consumed
 
 
 def test_we_verify_what_standardwebhooks_signs(secret, verifier):

@@ -22,8 +22,8 @@ from skyhooks.core.protocol import DEFAULT_MAX_BODY_SIZE, Verifier, _parse, _sur
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 KEY = base64.b64decode(SECRET[len("whsec_") :])
-MAC = hmac.new(KEY, digestmod=hashlib.sha256)
 VERIFIER = Verifier(SECRET)
+MAC = VERIFIER._mac
 WEBHOOK = standardwebhooks.Webhook(SECRET)
 SETTINGS = settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 BODY = b'{"keys":{"account_id":1},"data":{"progress":50}}'
