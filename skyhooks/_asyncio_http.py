@@ -10,6 +10,7 @@ SSL context. See that module for why publishers do not use a general client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 from collections.abc import Mapping
@@ -21,7 +22,10 @@ from .core.urls import Origin, split_target
 
 __all__ = ["Http1Pool"]
 
-_Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+# With the loop it was opened on: a transport belongs to one loop, and a
+# publisher may outlive its loop (asyncio.run twice, a test's loop per test)
+# or be shared by loops in several threads.
+_Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter, asyncio.AbstractEventLoop]
 
 
 class Http1Pool:
@@ -35,7 +39,11 @@ class Http1Pool:
         """POST *body*; an :class:`HTTPResult` whatever the status, or :class:`TransportError`."""
         origin, path = split_target(url)
         request = request_bytes(origin, path, headers, body)
+        loop = asyncio.get_running_loop()
         while (conn := self._idle.take(origin)) is not None:  # a stale one: the next
+            if conn[2] is not loop:  # another loop's: unusable here
+                _abort(conn)
+                continue
             try:
                 return await self._exchange(origin, conn, request, timeout)
             except Stale:
@@ -65,12 +73,12 @@ class Http1Pool:
         sock = writer.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return reader, writer
+        return reader, writer, asyncio.get_running_loop()
 
     async def _exchange(
         self, origin: Origin, conn: _Connection, request: bytes, timeout: float
     ) -> HTTPResult:
-        reader, writer = conn
+        reader, writer, _ = conn
         expired = False
 
         def expire() -> None:
@@ -119,4 +127,23 @@ class Http1Pool:
 
 
 def _abort(conn: _Connection) -> None:
-    conn[1].transport.abort()
+    """Close *conn* from wherever the pool lets it go (its loop's thread, another
+    loop's, or none: ``close()`` after the loop has ended)."""
+    _, writer, loop = conn
+    try:
+        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if loop is running:
+        writer.transport.abort()
+    elif not loop.is_closed():  # its own loop closes it, in its own thread
+        loop.call_soon_threadsafe(writer.transport.abort)
+    else:
+        # Its loop has been closed (asyncio.run returned) and can run nothing.
+        # Shut the connection down now, so the receiver sees it end; the
+        # descriptor is closed when the transport is collected (asyncio's
+        # finaliser, with a ResourceWarning, hidden by default).
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)

@@ -15,6 +15,7 @@ from typing import Any
 from ._asyncio_http import Http1Pool
 from .core import BasePublisher
 from .core.delivery import Gather, HTTPResult, Send, run_async
+from .core.forks import reset_in_child
 from .core.keys import Keys
 from .core.values import DeliveryReport
 
@@ -32,7 +33,19 @@ class AsyncioPublisher(BasePublisher):
     def __init__(self, store: Any, secret: str | bytes, **options: Any) -> None:
         super().__init__(store, secret, **options)
         self._http = Http1Pool(self.concurrency)
-        self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="skyhooks-publisher")
+        self._executor = self._new_executor()
+        reset_in_child(self)
+
+    @staticmethod
+    def _new_executor() -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=4, thread_name_prefix="skyhooks-publisher")
+
+    def _after_fork(self) -> None:
+        # A forked child (tornado.process.fork_processes after a notify, say) has
+        # none of the pool's threads, but the executor counts them as idle and
+        # would start none: every store call would wait for ever. (The pool's
+        # idle connections reset themselves: core/http1.py.)
+        self._executor = self._new_executor()
 
     async def notify(self, keys: Keys, data: Any) -> DeliveryReport:
         """Deliver *data* to every callback listening for any of *keys*."""

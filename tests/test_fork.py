@@ -7,6 +7,8 @@ a child that hangs fails the test instead of hanging it."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import multiprocessing
 import os
 import threading
@@ -17,7 +19,9 @@ from typing import Any
 import pytest
 
 from skyhooks import Publisher, RetryPolicy, Topic
+from skyhooks._asyncio_publisher import AsyncioPublisher
 from skyhooks.core import forks
+from skyhooks.core.stores.memory import MemoryStore
 from tests.support.receiver import Receiver
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() here")
@@ -165,6 +169,36 @@ def test_a_forked_child_never_shares_a_connection_with_its_parent(sqlite_store, 
         parent, child, parent_again = (request["peer"] for request in r.requests)
         assert child != parent
         assert parent_again == parent
+
+
+class _LookupsInThreads(MemoryStore):
+    """No lookup_nowait: every lookup goes to the publisher's thread pool."""
+
+    lookup_nowait = None
+
+
+def test_a_child_of_a_process_that_used_an_asyncio_publisher_runs_its_store_calls(secret):
+    """The asyncio publisher (Tornado's, and submit()'s loop) runs store calls in a
+    pool of its own. Used once in the parent, that pool counts a worker the child
+    does not have as idle, and started none: the child's first lookup waited for
+    ever. Each asyncio.run is a new loop too: no connection is kept across them."""
+    store = _LookupsInThreads()
+    with Receiver() as r:
+        store.add(r.url, {T42}, ttl=60)
+        publisher = AsyncioPublisher(store, secret, retry=FAST)
+
+        def notify(data: str) -> bool:
+            async def deliver() -> bool:
+                return (await asyncio.wait_for(publisher.notify({"account_id": 42}, data), 5)).ok
+
+            return asyncio.run(deliver())
+
+        assert notify("parent")
+        assert in_child(lambda: notify("child"))
+        assert notify("parent again")
+        publisher.close()
+        sent = [json.loads(request["body"])["data"] for request in r.requests]
+        assert sent == ["parent", "child", "parent again"]
 
 
 class _Resettable:
