@@ -178,3 +178,25 @@ def test_a_new_file_locked_for_longer_than_the_busy_timeout_fails_with_store_err
     assert 0.1 <= time.monotonic() - started < 2
     holder.close()
     store.close()
+
+
+@pytest.mark.parametrize("mmap_size", [256 * 1024 * 1024, 1 << 20, 0])
+def test_reads_go_through_a_memory_map_of_the_size_asked(tmp_path, mmap_size):
+    from skyhooks.core.stores.sqlite import SQLiteStore
+
+    store = SQLiteStore(str(tmp_path / "hooks.db"), mmap_size=mmap_size)
+    store.add("http://127.0.0.1:1/h", {Topic("a", "1")}, ttl=10)
+    assert store.lookup({Topic("a", "1")}) == {"http://127.0.0.1:1/h": frozenset({Topic("a", "1")})}
+    # Each connection's own setting (capped by how SQLite was compiled: never above what was asked).
+    applied = store._connection(reading=True).execute("PRAGMA mmap_size").fetchone()[0]
+    ceiling = sqlite3.connect(":memory:").execute(f"PRAGMA mmap_size = {mmap_size}").fetchone()
+    assert applied == (ceiling[0] if ceiling else mmap_size)
+    store.close()
+
+
+@pytest.mark.parametrize("mmap_size", [-1, 1.5, "big", True])
+def test_a_bad_mmap_size_says_what_it_takes(tmp_path, mmap_size):
+    from skyhooks.core.stores.sqlite import SQLiteStore
+
+    with pytest.raises(ConfigurationError, match="mmap_size is a number of bytes"):
+        SQLiteStore(str(tmp_path / "hooks.db"), mmap_size=mmap_size)

@@ -57,18 +57,36 @@ _ERRORS: dict[type[BaseException], type[StoreError]] = {sqlite3.Error: StoreErro
 
 @implementer(IHookStore)
 class SQLiteStore:
-    """Subscriptions in one SQLite file, safe for many processes and threads."""
+    """Subscriptions in one SQLite file, safe for many processes and threads.
+
+    *mmap_size* bytes of the file are read through a memory map (SQLite's
+    ``PRAGMA mmap_size``; 0 turns it off): a lookup in a file bigger than a
+    connection's 2 MB page cache then reads its pages from memory rather
+    than with a ``pread()`` each. At 1M subscriptions that took the p99 of a
+    lookup from 11-16 µs to 8-9 (`python -m benchmarks stores`, two runs each
+    way). Only the pages read are ever mapped in; SQLite maps read-only and
+    writes as before. Turn it off for a file on a network filesystem, where
+    an I/O error on a mapped page arrives as SIGBUS instead of an exception.
+    """
 
     def __init__(
-        self, path: str, *, busy_timeout: float = 10.0, clock: Callable[[], float] = time.time
+        self,
+        path: str,
+        *,
+        busy_timeout: float = 10.0,
+        mmap_size: int = 256 * 1024 * 1024,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if path in ("", ":memory:") or path.startswith("file::memory:"):
             raise ConfigurationError(
                 "an in-memory SQLite database is private to one connection; "
                 "use memory:// for a single-process store, or give a file path"
             )
+        if type(mmap_size) is not int or mmap_size < 0:
+            raise ConfigurationError(f"mmap_size is a number of bytes, 0 to turn it off; not {mmap_size!r}")
         self.path = path
         self._busy_timeout = busy_timeout
+        self._mmap_size = mmap_size
         self._clock = clock
         self._after_fork()
         reset_in_child(self)
@@ -123,6 +141,7 @@ class SQLiteStore:
                 conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
                 _use_wal(conn, timeout)
                 conn.execute("PRAGMA synchronous = NORMAL")  # durable enough under WAL, far faster
+                conn.execute(f"PRAGMA mmap_size = {self._mmap_size}")  # (an int: checked above)
                 # On every new connection, not once per store: the file may be a new one.
                 conn.executescript(_SCHEMA)
             except BaseException:
