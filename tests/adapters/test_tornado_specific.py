@@ -314,7 +314,7 @@ def test_header_names_in_any_case_are_read_and_a_repeated_signature_is_refused(e
     _handler_scenario(check, endpoint)
 
 
-def test_core_headers_reads_the_four_and_content_length_in_one_pass() -> None:
+def test_core_headers_reads_the_four_and_content_length_and_joins_repeats() -> None:
     headers = HTTPHeaders.parse(
         "Host: x\r\nCONTENT-type: application/json\r\nwebhook-id: msg_1\r\nX-Other: 1\r\n"
         "Webhook-Timestamp: 5\r\nContent-Length: 2\r\nwebhook-signature: v1,a\r\n"

@@ -63,10 +63,12 @@ class SQLiteStore:
     ``PRAGMA mmap_size``; 0 turns it off): a lookup in a file bigger than a
     connection's 2 MB page cache then reads its pages from memory rather
     than with a ``pread()`` each. At 1M subscriptions that took the p99 of a
-    lookup from 11-16 µs to 8-9 (`python -m benchmarks stores`, two runs each
-    way). Only the pages read are ever mapped in; SQLite maps read-only and
-    writes as before. Turn it off for a file on a network filesystem, where
-    an I/O error on a mapped page arrives as SIGBUS instead of an exception.
+    lookup from 11-16 µs to 8-9 (`python -m benchmarks stores`: four runs
+    without, three with). The size reserves address space, not memory: only
+    the pages read are faulted in, shared with the OS page cache. SQLite maps
+    read-only and writes as before. Turn it off for a file on a network
+    filesystem, where an I/O error on a mapped page arrives as SIGBUS instead
+    of an exception.
     """
 
     def __init__(
