@@ -1,7 +1,13 @@
-"""Every test session. ``scripts/test`` runs them all; ``nox -s NAME`` runs one.
+"""Every test session. ``scripts/test`` runs the default ones; ``nox -s NAME`` runs one.
 
 One helper installs the extras a session needs and runs pytest (the urllib3 /
 gidgethub pattern), so sessions differ only in their extras and test paths.
+
+Every session installs from ``constraints.txt``, the lock kept in the repo, so
+a run today and a run next month test the same dependencies; ``pyproject.toml``
+keeps version ranges for users. ``nox -s latest`` (not in the default set)
+runs the suite against the newest releases instead, so drift is seen on
+purpose. Refresh the lock with ``nox -s lock`` (README, "Contributing").
 """
 
 from __future__ import annotations
@@ -11,10 +17,32 @@ import nox
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
+nox.options.sessions = [
+    "core",
+    "stores",
+    "tests_tornado",
+    "tests_gevent",
+    "tests_twisted",
+    "lint",
+    "types",
+    "cli",
+    "integration",
+    "browser",
+    "reliability",
+    "bench",
+]
+
+LOCK = "constraints.txt"
+
+
+def install(session: nox.Session, extras: str) -> None:
+    """skyhooks with *extras*, every dependency pinned by the lock (unless the session is ``latest``)."""
+    pins = () if session.name == "latest" else ("-c", LOCK)
+    session.install(*pins, "-e", f".[{extras}]")
 
 
 def run_pytest(session: nox.Session, extras: str, *args: str) -> None:
-    session.install("-e", f".[{extras}]")
+    install(session, extras)
     session.run("pytest", *args, *session.posargs)
 
 
@@ -46,7 +74,7 @@ def stores(session: nox.Session, store: str) -> None:
 def tests_tornado(session: nox.Session) -> None:
     run_pytest(
         session,
-        "test,tornado,curl,mongodb",
+        "test,tornado,mongodb",
         "tests/adapters/test_behaviour.py",
         "tests/adapters/test_tornado_specific.py",
         "tests/test_coalescing.py",  # the blocking publisher's, and one with the Tornado publisher
@@ -87,14 +115,14 @@ def tests_twisted(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    session.install("ruff>=0.6")
+    session.install("-c", LOCK, "ruff")
     session.run("ruff", "check", "skyhooks", "tests", "benchmarks", "noxfile.py")
     session.run("ruff", "format", "--check", "--diff", "skyhooks", "tests", "benchmarks", "noxfile.py")
 
 
 @nox.session
 def types(session: nox.Session) -> None:
-    session.install("-e", ".[types,all]")
+    install(session, "types,all")
     session.run("mypy", "skyhooks")
 
 
@@ -121,12 +149,30 @@ def browser(session: nox.Session) -> None:
 def reliability(session: nox.Session) -> None:
     """Faults, soak and fuzz across real processes (the partition test needs root and
     iproute2, and says so when it skips)."""
-    session.install("atheris>=2.3")
-    run_pytest(session, "test,tornado,curl,gevent,twisted,mongodb", "tests/reliability", "tests/fuzz")
+    run_pytest(session, "test,fuzz,tornado,gevent,twisted,mongodb", "tests/reliability", "tests/fuzz")
 
 
 @nox.session
 def bench(session: nox.Session) -> None:
     """A small run of the benchmark harness: it runs, counts what it sends, loses nothing
     (no timing assertions; the figures come from ``python -m benchmarks all``)."""
-    run_pytest(session, "test,tornado,curl,gevent,twisted,bench", "tests/test_benchmarks_smoke.py")
+    run_pytest(session, "test,tornado,gevent,twisted,bench", "tests/test_benchmarks_smoke.py")
+
+
+@nox.session
+def latest(session: nox.Session) -> None:
+    """Not in the default set: the core, store and adapter suites against the newest
+    releases of every dependency (no lock), to see drift before the lock moves."""
+    install(session, "test,all")
+    session.run("pytest", "tests/core", "tests/stores", "--store=sqlite", *session.posargs)
+    for framework in ("tornado", "gevent", "twisted"):
+        session.run("pytest", "tests/adapters", f"--framework={framework}", *session.posargs)
+
+
+@nox.session(venv_backend="none")
+def lock(session: nox.Session) -> None:
+    """Write constraints.txt anew from pyproject.toml's ranges: the newest releases that fit."""
+    session.run(
+        "uv", "pip", "compile", "pyproject.toml", "--all-extras", "--upgrade", "--no-header",
+        "--python-version", "3.11", "--python-platform", "x86_64-unknown-linux-gnu", "-o", LOCK,
+    )

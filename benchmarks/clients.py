@@ -33,7 +33,7 @@ FANOUT = 4
 
 def _setup(urls: list[str]) -> tuple[str, Any]:
     from skyhooks import Topic, generate_secret
-    from skyhooks.core.protocol import Signer
+    from skyhooks.core.wire import Signer
 
     secret = generate_secret()
     message = Signer(secret).build(KEYS, DATA)

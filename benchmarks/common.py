@@ -212,7 +212,7 @@ def signed_requests(
     secret: str, count: int, keys: dict[str, Any] | None = None, data: Any = None
 ) -> list[tuple[dict[str, str], bytes]]:
     """*count* distinct signed webhook requests (distinct ids: no duplicate path)."""
-    from skyhooks.core.protocol import Signer
+    from skyhooks.core.wire import Signer
 
     signer = Signer(secret)
     data = {"progress": 50, "step": "resizing images"} if data is None else data

@@ -152,7 +152,7 @@ class RawClient:
     concurrent sender, nothing else: the floor for sending these bytes in Python."""
 
     def __init__(self, secret: str) -> None:
-        from skyhooks.core.protocol import Signer
+        from skyhooks.core.wire import Signer
 
         self.signer = Signer(secret)
         self.idle: dict[str, list[Any]] = {}

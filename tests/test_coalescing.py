@@ -1,4 +1,4 @@
-"""Coalescing lanes (skyhooks.core.lanes): at most max_in_flight POSTs per instance;
+"""Coalescing lanes (skyhooks.core.delivery.coalescer): at most max_in_flight POSTs per instance;
 messages for a busy instance leave together in its next POST. Real HTTP receivers
 on 127.0.0.1, the blocking publisher from threads and the Tornado one from tasks."""
 

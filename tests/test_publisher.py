@@ -203,7 +203,7 @@ def test_notify_many_refuses_bad_input_before_anything(publisher):
 
 
 def test_notify_many_splits_batches_a_receiver_would_refuse(publisher, store):
-    from skyhooks.core.protocol import MAX_BATCH
+    from skyhooks.core.wire import MAX_BATCH
 
     with Receiver() as r:
         store.add(r.url, {T42}, ttl=60)

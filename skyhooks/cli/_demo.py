@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..core.errors import ConfigurationError, SkyhooksError
-from ..core.protocol import Signer, generate_secret
+from ..core.wire import Signer, generate_secret
 from ..core.stores import open_store
 
 __all__ = ["run_demo"]

@@ -1,13 +1,18 @@
 """skyhooks' framework-free core.
 
 Imports no web framework, HTTP client or database driver at module level
-(``tests/test_imports.py`` proves it): keys and topics, the callback table, the
-store interface and stores, the wire protocol, delivery planning and retries,
-and the registry and publisher logic that every adapter subclasses.
+(``tests/test_imports.py`` proves it). The layers, bottom up:
+
+- ``keys``, ``values``, ``errors``, ``callbacks``: the vocabulary;
+- ``interfaces`` and ``stores``: :class:`IHookStore` and the stores;
+- ``wire``: signing, verifying, the request reader, replies, batches (sans-IO);
+- ``delivery``: effects and drivers, the transport seam, retries, the one
+  coalescer, the notification flow;
+- ``registry`` and ``publisher``: the logic every adapter subclasses.
 """
 
 from .callbacks import CallbackTable
-from .delivery import RetryPolicy
+from .delivery import ITransport, RetryPolicy
 from .errors import (
     BadRequest,
     ConfigurationError,
@@ -22,23 +27,26 @@ from .errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
-from .interfaces import IHookStore
+from .interfaces import HookStore, IHookStore
 from .keys import Topic, topics_of, validate_keys
-from .protocol import Signer, generate_secret, parse_request
-from .publisher import BasePublisher
-from .registry import BaseRegistry
+from .publisher import BasePublisher, SyncPublisher
+from .registry import BaseRegistry, BlockingRegistry
 from .stores import open_store
 from .urls import UrlPolicy
 from .values import DeliveryReport, Message, Subscription
+from .wire import Signer, Verifier, generate_secret
 
 __all__ = [
     "BadRequest",
     "BasePublisher",
     "BaseRegistry",
+    "BlockingRegistry",
     "CallbackTable",
     "ConfigurationError",
     "DeliveryReport",
+    "HookStore",
     "IHookStore",
+    "ITransport",
     "InvalidDataError",
     "InvalidKeysError",
     "Message",
@@ -47,6 +55,7 @@ __all__ = [
     "RequestError",
     "RetryPolicy",
     "Signer",
+    "SyncPublisher",
     "SkyhooksError",
     "StoreError",
     "Subscription",
@@ -55,9 +64,9 @@ __all__ = [
     "Unauthorized",
     "UnsupportedMediaType",
     "UrlPolicy",
+    "Verifier",
     "generate_secret",
     "open_store",
-    "parse_request",
     "topics_of",
     "validate_keys",
 ]

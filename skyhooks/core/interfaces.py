@@ -9,9 +9,16 @@ from __future__ import annotations
 
 # zope.interface's method definitions have no "self" and no bodies; mypy-zope
 # understands them, plain mypy needs these ignores.
-from zope.interface import Interface
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Protocol
 
-__all__ = ["IHookStore"]
+from zope.interface import Attribute, Interface
+
+if TYPE_CHECKING:
+    from .keys import Topic
+    from .values import Subscription
+
+__all__ = ["HookStore", "IHookStore"]
 
 
 class IHookStore(Interface):
@@ -49,6 +56,19 @@ class IHookStore(Interface):
         """Return ``{url: frozenset(matching topics)}`` for the unexpired
         subscriptions to any of *topics*; an empty dict when nobody listens."""
 
+    def lookup_nowait(topics):  # type: ignore[no-untyped-def]
+        """:meth:`lookup`'s answer if it can be had without waiting (on a lock,
+        a socket, a disk), else raise :class:`skyhooks.core.errors.WouldBlock`.
+        Event loops try it in place before handing :meth:`lookup` to a thread.
+        A store that never answers at once simply always raises ``WouldBlock``."""
+
+    blocks_natively = Attribute(
+        """True when a call may block its whole OS thread in C code, out of reach
+        of gevent's monkey-patching (sqlite3): gevent then runs it in a thread
+        pool. False when its waiting is on sockets and locks (pymongo, redis-py,
+        memory), which patching makes cooperative, so it runs in the greenlet."""
+    )
+
     def purge():  # type: ignore[no-untyped-def]
         """Delete expired subscriptions; return how many were deleted."""
 
@@ -58,3 +78,23 @@ class IHookStore(Interface):
 
     def close():  # type: ignore[no-untyped-def]
         """Release connections. The store may not be used afterwards."""
+
+
+class HookStore(Protocol):
+    """:class:`IHookStore` as a static type, for the core's annotations.
+
+    zope.interface declares and verifies the contract at run time
+    (``verifyObject``); mypy reads this. Keep the two in step.
+    """
+
+    blocks_natively: bool
+
+    def add(self, url: str, topics: Iterable[Topic], ttl: float) -> None: ...
+    def remove(self, url: str, topics: Iterable[Topic]) -> None: ...
+    def remove_url(self, url: str) -> int: ...
+    def renew(self, url: str, topics: Iterable[Topic], ttl: float) -> None: ...
+    def lookup(self, topics: Iterable[Topic]) -> Mapping[str, frozenset[Topic]]: ...
+    def lookup_nowait(self, topics: Iterable[Topic]) -> Mapping[str, frozenset[Topic]]: ...
+    def purge(self) -> int: ...
+    def subscriptions(self, topics: Iterable[Topic] | None = None) -> list[Subscription]: ...
+    def close(self) -> None: ...

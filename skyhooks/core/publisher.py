@@ -9,15 +9,32 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from .delivery import Call, Effect, Flow, Gather, RetryPolicy, Send, Sleep, Wait, notify_flow, run_sync
-from .errors import WouldBlock
+from zope.interface.verify import verifyObject
+
+from .delivery.notify import Targets
+from .delivery import (
+    Call,
+    Coalescer,
+    Effect,
+    Flow,
+    Gather,
+    HTTPResult,
+    ITransport,
+    RetryPolicy,
+    Send,
+    Sleep,
+    Wait,
+    notify_flow,
+    run_sync,
+)
+from .errors import ConfigurationError, WouldBlock
 from .forks import reset_in_child
+from .interfaces import HookStore
 from .keys import Keys, Topic
-from .lanes import Lanes
-from .protocol import EncodedMessage, Signer
 from .stores import open_store
 from .urls import UrlPolicy
 from .values import DeliveryReport
+from .wire import EncodedMessage, Signer
 
 __all__ = ["BasePublisher", "SyncPublisher"]
 
@@ -30,12 +47,15 @@ class BasePublisher(abc.ABC):
     Subclasses expose ``notify(keys, data)`` in their idiom (a blocking call, a
     coroutine, a Deferred) by running :meth:`_flow` with
     :func:`~skyhooks.core.delivery.run_sync` or
-    :func:`~skyhooks.core.delivery.run_async` and :meth:`_perform`, and fill in
-    the hooks that perform one effect each.
+    :func:`~skyhooks.core.delivery.run_async` and :meth:`_perform`, fill in
+    the hooks that perform one effect each, and make the default
+    :class:`~skyhooks.core.delivery.ITransport` (their framework's HTTP client)
+    in :meth:`_default_transport`. ``transport`` replaces it: an in-memory one
+    in tests (:class:`skyhooks.testing.MemoryTransport`), or one of your own.
 
     ``max_in_flight`` bounds the POSTs in flight to one instance; messages for
     an instance at that bound wait and leave together, as one batch, when one
-    of its POSTs finishes (see :mod:`skyhooks.core.lanes`). ``0`` turns this
+    of its POSTs finishes (see :mod:`skyhooks.core.delivery.coalescer`). ``0`` turns this
     off: every message then gets POSTs of its own, however many are in flight.
     """
 
@@ -44,6 +64,7 @@ class BasePublisher(abc.ABC):
         store: Any,
         secret: str | bytes,
         *,
+        transport: Any = None,
         retry: RetryPolicy | None = None,
         concurrency: int = 32,
         url_policy: UrlPolicy | None = None,
@@ -59,7 +80,7 @@ class BasePublisher(abc.ABC):
         self.store = open_store(store)
         # Off by default: a cached lookup does not see a listener that registered
         # within the last `lookup_cache` seconds, which a caller may have awaited.
-        self._targets: Any = _LookupCache(self.store, lookup_cache) if lookup_cache else self.store
+        self._targets: Targets = _LookupCache(self.store, lookup_cache) if lookup_cache else self.store
         # A store opened here from a URL is ours to close; one handed in is not.
         self._owns_store = isinstance(store, str)
         self.retry = retry or RetryPolicy()
@@ -71,12 +92,19 @@ class BasePublisher(abc.ABC):
         self._signer = Signer(secret)
         # Two POSTs in flight per instance keep the pipe busy while one reply is
         # on its way; more buy little, because an instance's server costs about
-        # 200-300 us per request whatever it carries, and what waits goes as one
-        # batch. Unbatched notify() x16 into a Tornado instance here: 1 -> 6.1-6.9k,
-        # 2 -> 7.2-9.1k, 4 -> 7.9-9.7k msg/s for the Tornado publisher, and 2 was
-        # best for Twisted (5.7-8.8k) and gevent (7.1-8.1k).
+        # the same per request whatever it carries, and what waits goes as one
+        # batch (benchmarks/RESULTS.md has the figures).
         self.max_in_flight = max_in_flight
-        self._lanes = Lanes(max_in_flight, self._new_waiter) if max_in_flight else None
+        self._coalescer = Coalescer(max_in_flight, self._new_waiter) if max_in_flight else None
+        if transport is None:
+            transport = self._default_transport()
+        elif not ITransport.providedBy(transport):
+            raise ConfigurationError(
+                f"{transport!r} is not a transport: declare its class with "
+                "@implementer(skyhooks.core.delivery.ITransport)"
+            )
+        verifyObject(ITransport, transport)
+        self.transport = transport
 
     def _flow(self, messages: Iterable[tuple[Keys, Any]]) -> Flow[list[DeliveryReport]]:
         # Encoding happens now, not when the flow first runs, so bad keys or data
@@ -89,13 +117,16 @@ class BasePublisher(abc.ABC):
     def _flow_of(self, encoded: Sequence[EncodedMessage]) -> Flow[list[DeliveryReport]]:
         """The notification flow of messages already encoded (by this or an equal Signer)."""
         return notify_flow(
-            self._targets, encoded, self._signer, self.retry, self.concurrency, self._refusal, self._lanes
+            self._targets, encoded, self._signer, self.retry, self.concurrency, self._refusal, self._coalescer
         )
 
     def _perform(self, effect: Effect) -> Any:
         """Route one effect to the hook that performs it."""
         if isinstance(effect, Send):
-            return self._send(effect)
+            result = self.transport.post(effect.url, effect.headers, effect.body, effect.timeout)
+            # An async publisher's transport answers with an awaitable; one
+            # that answers at once (in memory) is made one here.
+            return self._done(result) if isinstance(result, HTTPResult) else result
         if isinstance(effect, Gather):
             return self._gather(effect)
         if isinstance(effect, Call):
@@ -111,7 +142,9 @@ class BasePublisher(abc.ABC):
             return self._wait(effect.waiter)
         raise TypeError(f"unknown effect {effect!r}")
 
-    def _close_store(self) -> None:
+    def _close(self) -> None:
+        """Close the transport, and the store if it was opened here."""
+        self.transport.close()
         if self._owns_store:
             self.store.close()
 
@@ -126,8 +159,8 @@ class BasePublisher(abc.ABC):
     # -- hooks: each returns the result, or an awaitable of it in async adapters --
 
     @abc.abstractmethod
-    def _send(self, send: Send) -> Any:
-        """POST once; an ``HTTPResult``, or raise ``TransportError`` below HTTP."""
+    def _default_transport(self) -> Any:
+        """The :class:`ITransport` over this framework's own HTTP client."""
 
     @abc.abstractmethod
     def _gather(self, gather: Gather) -> Any:
@@ -162,10 +195,13 @@ class _LookupCache:
     the cache. Thread-safe.
     """
 
-    def __init__(self, store: Any, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+    blocks_natively: bool
+
+    def __init__(self, store: HookStore, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._store, self._ttl, self._clock = store, ttl, clock
         self._answers: dict[frozenset[Topic], tuple[float, Mapping[str, frozenset[Topic]]]] = {}
         self._lock = threading.Lock()
+        self.blocks_natively = store.blocks_natively
         reset_in_child(self)
 
     def _after_fork(self) -> None:
@@ -175,13 +211,7 @@ class _LookupCache:
         return self._lookup(topics, self._store.lookup)
 
     def lookup_nowait(self, topics: frozenset[Topic]) -> Mapping[str, frozenset[Topic]]:
-        def ask(topics: frozenset[Topic]) -> Mapping[str, frozenset[Topic]]:
-            nowait = getattr(self._store, "lookup_nowait", None)
-            if nowait is None:
-                raise WouldBlock("the store has no non-waiting lookup")
-            return nowait(topics)  # type: ignore[no-any-return]
-
-        return self._lookup(topics, ask)
+        return self._lookup(topics, self._store.lookup_nowait)
 
     def _lookup(
         self, topics: frozenset[Topic], ask: Callable[[frozenset[Topic]], Mapping[str, frozenset[Topic]]]
@@ -200,7 +230,7 @@ class _LookupCache:
 
     def remove_url(self, url: str) -> int:
         self._forget()
-        return self._store.remove_url(url)  # type: ignore[no-any-return]
+        return self._store.remove_url(url)
 
     def remove(self, url: str, topics: Iterable[Topic]) -> None:
         self._forget()
@@ -252,7 +282,7 @@ class SyncPublisher(BasePublisher):
 
     def close(self) -> None:
         """Release connections (and the store, if it was opened from a URL here)."""
-        self._close_store()
+        self._close()
 
     def __enter__(self: T) -> T:
         return self

@@ -10,7 +10,12 @@ adapter subclasses it and fills in four hooks, in its own idiom:
 - ``_new_waiter()``: an awaitable (Future, Deferred, AsyncResult) and a
   function that completes it; ``register``/``unregister``/``stop`` return it;
 - ``_schedule(awaitable, context)``: run what an async callback returned, logging
-  errors with *context* (which callback, which message).
+  errors with *context* (which callback, which message);
+- ``_invoke(callback, message)``, optionally: how one callback is run (inline,
+  by default; gevent gives each a greenlet).
+
+:class:`BlockingRegistry` is the base for frameworks whose calls block the
+caller (gevent): ``register`` and the others wait there for the store.
 
 Everything but ``_run_blocking``'s worker runs on the loop's thread (or in
 greenlets of the hub's thread), so no locks are needed here.
@@ -33,22 +38,24 @@ from collections.abc import Callable, Mapping
 from typing import Any, Generic, Protocol, TypeVar
 
 from .callbacks import Callback, CallbackTable
-from .errors import ConfigurationError, PayloadTooLarge, RequestError, SkyhooksError
+from .errors import ConfigurationError, RequestError, SkyhooksError
 from .keys import Keys, Topic, topics_of
-from .protocol import (
+from .stores import open_store
+from .urls import UrlPolicy
+from .values import Message
+from .wire import (
     DEFAULT_MAX_BODY_SIZE,
+    HeaderGetter,
     RecentIds,
+    RequestReader,
     Response,
     Verifier,
     batch_response,
     error_response,
     ok_response,
 )
-from .stores import open_store
-from .urls import UrlPolicy
-from .values import Message
 
-__all__ = ["BaseRegistry", "Cancellable"]
+__all__ = ["BaseRegistry", "BlockingRegistry", "Cancellable"]
 
 log = logging.getLogger("skyhooks.registry")
 
@@ -91,7 +98,7 @@ class BaseRegistry(abc.ABC, Generic[W]):
         self._owns_store = isinstance(store, str)
         self.stop_timeout = stop_timeout
         self._verifier = Verifier(secret, max_body_size=max_body_size)
-        self._recent = RecentIds(thread_safe=False)  # only ever used on the loop's thread
+        self._recent = RecentIds()
         self._callbacks = CallbackTable()
         self._state = "new"  # -> started -> stopping -> stopped
         self._pending: dict[Topic, bool] = {}  # topic -> wanted in the store, not yet written
@@ -143,16 +150,10 @@ class BaseRegistry(abc.ABC, Generic[W]):
         """Bodies over this many bytes are refused with 413."""
         return self._verifier.max_body_size
 
-    def refuse_size(self, size: int | None) -> Response | None:
-        """The 413 answer if a body of *size* bytes is over the limit, else None.
-
-        For adapters that see the declared ``Content-Length`` before the body
-        (answering early spares reading it) or count bytes while streaming.
-        """
-        limit = self._verifier.max_body_size
-        if size is None or size <= limit:
-            return None
-        return error_response(PayloadTooLarge(f"body of {size} bytes is over the limit of {limit}"))
+    def reader(self, method: str, header: HeaderGetter) -> RequestReader:
+        """A reader for one incoming request (see :class:`~skyhooks.core.wire.RequestReader`):
+        every adapter's endpoint feeds its framework's request through one."""
+        return RequestReader(self.handle_request, self._verifier.max_body_size, method, header)
 
     @property
     def topics(self) -> frozenset[Topic]:
@@ -344,3 +345,50 @@ class BaseRegistry(abc.ABC, Generic[W]):
     def _release(waiters: list[Resolve]) -> None:
         for resolve in waiters:
             resolve(None)
+
+
+class BlockingRegistry(BaseRegistry[W]):
+    """A registry whose ``register``, ``unregister`` and ``stop`` block their caller
+    (a greenlet, under gevent) until the store has caught up, then say whether it has.
+
+    They take effect locally at once, then wait at most *timeout* seconds
+    (``None``: no limit; ``0``: not at all) and return True once the store is up
+    to date (for ``stop``: once it forgot this URL), False if it is not yet; the
+    store keeps being retried in the background either way. They never wait
+    before ``start()`` (the store is written then), nor where the adapter says
+    nothing may block (``_may_block``: gevent's hub).
+    """
+
+    _started = False
+
+    @abc.abstractmethod
+    def _wait(self, waiter: W, timeout: float | None) -> bool:
+        """Wait for *waiter* at most *timeout* seconds; whether it is resolved."""
+
+    def _may_block(self) -> bool:
+        """Whether the caller may wait here (gevent: not in the hub)."""
+        return True
+
+    @staticmethod
+    @abc.abstractmethod
+    def _value(waiter: W) -> Any:
+        """The value *waiter* was resolved with (it is resolved)."""
+
+    def start(self) -> None:
+        super().start()
+        self._started = True
+
+    def register(self, keys: Keys, callback: Callback, *, timeout: float | None = None) -> bool:  # type: ignore[override]
+        return self._settled(super().register(keys, callback), timeout, self._started)
+
+    def unregister(self, keys: Keys, callback: Callback, *, timeout: float | None = None) -> bool:  # type: ignore[override]
+        return self._settled(super().unregister(keys, callback), timeout, self._started)
+
+    def stop(self, *, timeout: float | None = None) -> bool:  # type: ignore[override]
+        waiter = super().stop()
+        return self._settled(waiter, timeout, True) and bool(self._value(waiter))
+
+    def _settled(self, waiter: W, timeout: float | None, may_wait: bool) -> bool:
+        if may_wait and timeout != 0 and self._may_block():
+            return self._wait(waiter, timeout)
+        return self._wait(waiter, 0)

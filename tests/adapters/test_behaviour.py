@@ -15,7 +15,7 @@ import time
 import pytest
 
 from skyhooks import Topic, open_store
-from skyhooks.core.protocol import Signer
+from skyhooks.core.wire import Signer
 from tests.support.instances import wait_for
 from tests.support.mongo import MongoServer, external_uri, fresh_database, mongoeco_python
 from tests.support.receiver import Receiver, refused_url
@@ -86,7 +86,7 @@ def _signed(secret, body: bytes, **changes):
     message = Signer(secret).build(A42, None)
     from datetime import datetime, timezone
 
-    from skyhooks.core.protocol import _webhook
+    from skyhooks.core.wire import _webhook
 
     timestamp = changes.pop("timestamp", time.time())
     when = datetime.fromtimestamp(timestamp, tz=timezone.utc)

@@ -31,7 +31,7 @@ from typing import Any
 import urllib3
 
 from skyhooks import Message, Topic, generate_secret
-from skyhooks.core.protocol import Signer
+from skyhooks.core.wire import Signer
 from tests.support.instances import Instance
 
 REPO = Path(__file__).resolve().parent.parent.parent

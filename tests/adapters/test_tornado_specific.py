@@ -29,7 +29,7 @@ from tornado.simple_httpclient import SimpleAsyncHTTPClient
 from tornado.web import Application
 
 from skyhooks import Message, Topic, generate_secret
-from skyhooks.core.protocol import Signer
+from skyhooks.core.wire import Signer
 from skyhooks.core.stores.memory import MemoryStore
 from skyhooks.tornado import Publisher, Registry, WebhookDelegate, WebhookHandler
 from skyhooks.tornado._headers import core_headers

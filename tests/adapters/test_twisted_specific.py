@@ -41,7 +41,7 @@ from twisted.web.test.requesthelper import DummyChannel
 from zope.interface.verify import verifyObject
 
 from skyhooks import IHookStore, Message, RetryPolicy, StoreError, Topic, generate_secret
-from skyhooks.core.protocol import Signer
+from skyhooks.core.wire import Signer
 from skyhooks.core.stores.memory import MemoryStore
 from skyhooks.twisted import Publisher, Registry, WebhookRequest, WebhookResource
 

@@ -15,7 +15,7 @@ import pytest
 
 from skyhooks import Message, StoreError, Topic
 from skyhooks.core import BaseRegistry, SkyhooksError
-from skyhooks.core.protocol import Signer
+from skyhooks.core.wire import Signer
 from skyhooks.core.stores.memory import MemoryStore
 
 URL = "http://127.0.0.1:8001/skyhooks"

@@ -19,7 +19,7 @@ import atheris
 
 with atheris.instrument_imports():
     from skyhooks.core.errors import RequestError
-    from skyhooks.core.protocol import Verifier
+    from skyhooks.core.wire import Verifier
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 KEY = base64.b64decode(SECRET[len("whsec_") :])

@@ -13,7 +13,7 @@ from typing import Any
 
 import urllib3
 
-from skyhooks.core.protocol import Signer
+from skyhooks.core.wire import Signer
 
 REPO = Path(__file__).resolve().parent.parent.parent
 _http = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=5, read=30))

@@ -12,8 +12,11 @@ import importlib
 from typing import Any
 from urllib.parse import urlsplit
 
+from zope.interface import Invalid
+from zope.interface.verify import verifyObject
+
 from ..errors import ConfigurationError
-from ..interfaces import IHookStore
+from ..interfaces import HookStore, IHookStore
 
 __all__ = ["STORE_ALIASES", "open_store"]
 
@@ -29,7 +32,7 @@ STORE_ALIASES: dict[str, str] = {
 _EXTRAS = {"mongodb": "mongodb", "mongodb+srv": "mongodb"}
 
 
-def open_store(store: Any) -> Any:
+def open_store(store: Any) -> HookStore:
     """Return an ``IHookStore`` for a store URL, or *store* itself if it provides one.
 
     Raises :class:`ConfigurationError` for an unknown scheme (suggesting the
@@ -38,6 +41,10 @@ def open_store(store: Any) -> Any:
     """
     if not isinstance(store, str):
         if IHookStore.providedBy(store):
+            try:
+                verifyObject(IHookStore, store)
+            except Invalid as exc:
+                raise ConfigurationError(f"{store!r} does not keep the IHookStore contract: {exc}") from exc
             return store
         raise ConfigurationError(
             f"{store!r} is not a store: pass a store URL (memory://, sqlite:///path.db, "

@@ -76,7 +76,8 @@ class MemoryStore:
         return {url: frozenset(matched) for url, matched in found.items()}
 
     # Never waits but for a lock held for microseconds: fine on an event loop.
-    lookup_nowait = lookup
+    lookup_nowait = lookup  # a dict and a lock held for microseconds: never waits
+    blocks_natively = False
 
     def purge(self) -> int:
         now = self._clock()

@@ -25,7 +25,7 @@ import pymongo.errors
 from pymongo import DeleteMany, UpdateOne
 from zope.interface import implementer
 
-from ..errors import StoreError, map_exceptions
+from ..errors import StoreError, WouldBlock, map_exceptions
 from ..forks import reset_in_child
 from ..interfaces import IHookStore
 from ..keys import Topic
@@ -142,6 +142,12 @@ class MongoStore:
             for doc in self.collection.find(query, {"_id": 0, "name": 1, "value": 1, "url": 1}):
                 found.setdefault(doc["url"], set()).add(Topic(doc["name"], doc["value"]))
         return {url: frozenset(matched) for url, matched in found.items()}
+
+    def lookup_nowait(self, topics: Iterable[Topic]) -> dict[str, frozenset[Topic]]:
+        raise WouldBlock("a MongoDB lookup is a network round trip")
+
+    #: pymongo waits on sockets and locks, which gevent's patching makes cooperative.
+    blocks_natively = False
 
     def purge(self) -> int:
         with map_exceptions(_ERRORS, "mongodb store purge"):

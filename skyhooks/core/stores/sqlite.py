@@ -235,6 +235,9 @@ class SQLiteStore:
                 raise
             raise StoreError(f"sqlite store lookup: {exc}") from exc
 
+    #: sqlite3 waits for file locks inside C, holding the whole thread.
+    blocks_natively = True
+
     def _lookup(self, conn: sqlite3.Connection, topics: Iterable[Topic]) -> dict[str, frozenset[Topic]]:
         now = self._clock()
         found: dict[str, set[Topic]] = {}

@@ -15,8 +15,8 @@ lead), not a background task: there is nothing to start or stop, each
 publisher only supplies a waiter (:meth:`~skyhooks.core.BasePublisher._new_waiter`),
 and the work of sending is spread over the callers that wait for it.
 
-Everything here runs inside delivery flows (see :mod:`skyhooks.core.delivery`),
-so it is shared by every publisher. A lock guards the lanes for the blocking
+Everything here runs inside delivery flows (see :mod:`.effects`), so every
+publisher shares it: it is skyhooks' one coalescer. A lock guards the lanes for the blocking
 publisher's threads; it is never held across a ``yield``.
 """
 
@@ -28,11 +28,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .delivery import BATCH_BYTES, DeliveryOutcome, Flow, RetryPolicy, Wait, counts_of, deliver, weight
-from .forks import reset_in_child
-from .protocol import MAX_BATCH, EncodedMessage, OutgoingMessage
+from ..forks import reset_in_child
+from ..wire import MAX_BATCH, EncodedMessage, OutgoingMessage
+from .batches import BATCH_BYTES, weight
+from .effects import Flow, Wait
+from .retry import DeliveryOutcome, RetryPolicy, counts_of, deliver
 
-__all__ = ["Lanes"]
+__all__ = ["Coalescer"]
 
 #: What one caller gets back: per message it handed in, the outcome of the POST
 #: that carried it and the callbacks it ran there (None for a duplicate).
@@ -58,7 +60,7 @@ class _Lane:
     queue: deque[_Ticket] = field(default_factory=deque)
 
 
-class Lanes:
+class Coalescer:
     """Per-URL lanes of at most *limit* POSTs in flight (see the module docs)."""
 
     def __init__(self, limit: int, new_waiter: Callable[[], tuple[Any, Callable[[Any], None]]]) -> None:
