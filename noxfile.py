@@ -19,6 +19,7 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 nox.options.sessions = [
     "core",
+    "publishers",
     "stores",
     "tests_tornado",
     "tests_gevent",
@@ -55,11 +56,19 @@ def core(session: nox.Session) -> None:
         "tests/core",
         "tests/test_imports.py",
         "tests/test_publisher.py",
-        "tests/test_blocking_http.py",
-        "tests/test_asyncio_http.py",
+        "tests/test_blocking_transport.py",
+        "tests/test_asyncio.py",
         "tests/test_submit.py",
         "tests/test_fork.py",
+        "tests/test_coalescing.py",
     )
+
+
+@nox.session
+def publishers(session: nox.Session) -> None:
+    """The publisher contract suite: every publisher (blocking, Tornado, gevent, Twisted)
+    through an in-memory transport, in one process."""
+    run_pytest(session, "test,tornado,gevent,twisted", "tests/publishers")
 
 
 @nox.session
@@ -77,7 +86,8 @@ def tests_tornado(session: nox.Session) -> None:
         "test,tornado,mongodb",
         "tests/adapters/test_behaviour.py",
         "tests/adapters/test_tornado_specific.py",
-        "tests/test_coalescing.py",  # the blocking publisher's, and one with the Tornado publisher
+        "tests/test_asyncio.py",
+        "tests/test_coalescing.py",  # its Tornado publisher case runs here
         "--framework=tornado",
     )
     # The behaviour suite once more with the RequestHandler endpoint (the first run served WebhookDelegate).
@@ -165,14 +175,27 @@ def latest(session: nox.Session) -> None:
     releases of every dependency (no lock), to see drift before the lock moves."""
     install(session, "test,all")
     session.run("pytest", "tests/core", "tests/stores", "--store=sqlite", *session.posargs)
+    session.run("pytest", "tests/publishers", *session.posargs)
     for framework in ("tornado", "gevent", "twisted"):
-        session.run("pytest", "tests/adapters", f"--framework={framework}", *session.posargs)
+        suites = ["tests/adapters/test_behaviour.py", f"tests/adapters/test_{framework}_specific.py"]
+        session.run("pytest", *suites, f"--framework={framework}", *session.posargs)
 
 
 @nox.session(venv_backend="none")
 def lock(session: nox.Session) -> None:
     """Write constraints.txt anew from pyproject.toml's ranges: the newest releases that fit."""
     session.run(
-        "uv", "pip", "compile", "pyproject.toml", "--all-extras", "--upgrade", "--no-header",
-        "--python-version", "3.11", "--python-platform", "x86_64-unknown-linux-gnu", "-o", LOCK,
+        "uv",
+        "pip",
+        "compile",
+        "pyproject.toml",
+        "--all-extras",
+        "--upgrade",
+        "--no-header",
+        "--python-version",
+        "3.11",
+        "--python-platform",
+        "x86_64-unknown-linux-gnu",
+        "-o",
+        LOCK,
     )

@@ -18,8 +18,8 @@
    (noise hardly moves it; ``benchmarks/instructions.py``).
 4. stores: lookup latency and add/renew throughput from 1k to 1M subscriptions.
 5. memory: bytes per local subscription with 100k callbacks registered.
-6. threads: the blocking publisher's notify() from 1 to 32 threads, with and
-   without its queue for the calls beyond the first four (``benchmarks/threads.py``).
+6. threads: the blocking publisher's notify() from 1 to 32 threads against submit()
+   from one thread with as many unfinished (``benchmarks/threads.py``).
 
 Needs ``redis-server``, ``wrk`` and ``valgrind`` (Debian packages) and the ``bench`` extra;
 MongoDB figures need the mongoeco Python (see ``tests/support/mongo.py``).
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     if "threads" in wanted:
         from benchmarks import threads
 
-        log("6. the blocking publisher's notify() from many threads")
+        log("6. the blocking publisher: notify() from many threads, submit() from one")
         report.save("threads", threads.run(args.quick, log), command)
     results = report.load()
     text = report.write_markdown(results)

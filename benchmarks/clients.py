@@ -6,7 +6,7 @@ Every publisher notifies a key that 4 raw receivers (``benchmarks/raw_receiver.p
 each its own process) listen for, in a ``memory://`` store, with 16 notifies in
 flight (the blocking publisher: 4 calling threads, each fanning out to 4). The
 baseline is the transport the publisher is built on, alone, POSTing the same
-signed bytes to the same 4 URLs with the same concurrency: http.client in threads,
+signed bytes to the same 4 URLs with the same concurrency: urllib3 in threads,
 Tornado's ``AsyncHTTPClient`` (curl when pycurl is there), geventhttpclient in
 greenlets, treq. Each framework runs in a process of its own (gevent must patch
 first); ours and theirs alternate A B B A. POSTs/s and the ratio.
@@ -72,10 +72,9 @@ def _threads(seconds: float, callers: int, one_round: Callable[[], int]) -> floa
 
 
 def blocking(urls: list[str], seconds: float) -> dict[str, float]:
-    import http.client
-    import threading
     from concurrent.futures import ThreadPoolExecutor
-    from urllib.parse import urlsplit
+
+    import urllib3
 
     from skyhooks import Publisher
 
@@ -83,16 +82,10 @@ def blocking(urls: list[str], seconds: float) -> dict[str, float]:
     publisher = Publisher(store, secret)
     pool = ThreadPoolExecutor(publisher.concurrency)
     headers = dict(message.headers)
-    local = threading.local()  # a keep-alive connection per URL per thread
+    client = urllib3.PoolManager(maxsize=publisher.concurrency, retries=False)  # as the publisher's
 
     def post(url: str) -> int:
-        conns = local.__dict__.setdefault("conns", {})
-        if url not in conns:
-            conns[url] = http.client.HTTPConnection(urlsplit(url).netloc, timeout=10)
-        conn = conns[url]
-        conn.request("POST", "/skyhooks", body=message.body, headers=headers)
-        response = conn.getresponse()
-        response.read()
+        response = client.urlopen("POST", url, body=message.body, headers=headers, redirect=False)
         return response.status
 
     def ours() -> int:
@@ -145,11 +138,12 @@ def tornado(urls: list[str], seconds: float) -> dict[str, float]:
             assert len((await publisher.notify(KEYS, DATA)).delivered) == FANOUT
             return FANOUT
 
-        async def theirs() -> int:
+        async def theirs() -> int:  # each request as the publisher's transport makes it
             requests = [
-                HTTPRequest(u, method="POST", headers=dict(message.headers), body=message.body) for u in urls
+                HTTPRequest(u, "POST", dict(message.headers), message.body, follow_redirects=False)
+                for u in urls
             ]
-            answers = await asyncio.gather(*(client.fetch(r) for r in requests))
+            answers = await asyncio.gather(*(client.fetch(r, raise_error=False) for r in requests))
             assert all(a.code == 200 for a in answers)
             return FANOUT
 
@@ -208,8 +202,10 @@ def gevent(urls: list[str], seconds: float) -> dict[str, float]:
 
 def twisted(urls: list[str], seconds: float) -> dict[str, float]:
     import treq
+    from treq.client import HTTPClient
     from twisted.internet import defer, reactor, task
-    from twisted.web.client import HTTPConnectionPool
+    from twisted.web.client import Agent, HTTPConnectionPool
+    from twisted.web.http_headers import Headers
 
     from skyhooks.twisted import Publisher
 
@@ -217,7 +213,8 @@ def twisted(urls: list[str], seconds: float) -> dict[str, float]:
     publisher = Publisher(store, secret)
     pool = HTTPConnectionPool(reactor, persistent=True)
     pool.maxPersistentPerHost = publisher.concurrency
-    headers = {k: [v] for k, v in message.headers.items()}
+    client = HTTPClient(Agent(reactor, pool=pool))  # one client, as the publisher's transport has
+    headers = Headers({k: [v] for k, v in message.headers.items()})
     result: dict[str, Any] = {}
 
     async def ours() -> int:
@@ -225,9 +222,11 @@ def twisted(urls: list[str], seconds: float) -> dict[str, float]:
         assert len(report.delivered) == FANOUT
         return FANOUT
 
-    async def post(url: str) -> int:
-        response = await treq.post(url, data=message.body, headers=headers, pool=pool)
-        await response.content()
+    async def post(url: str) -> int:  # each request as the publisher's transport makes it
+        response = await client.post(
+            url, data=message.body, headers=headers, allow_redirects=False, unbuffered=True
+        )
+        await treq.content(response)
         return int(response.code)
 
     async def theirs() -> int:
@@ -266,7 +265,7 @@ def twisted(urls: list[str], seconds: float) -> dict[str, float]:
 
 SENDERS = {"blocking": blocking, "tornado": tornado, "gevent": gevent, "twisted": twisted}
 CLIENTS = {
-    "blocking": "http.client + threads",
+    "blocking": "urllib3 + threads",
     "tornado": "AsyncHTTPClient",
     "gevent": "geventhttpclient",
     "twisted": "treq",

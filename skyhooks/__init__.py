@@ -3,7 +3,7 @@
 The framework is chosen by what you import: ``skyhooks.tornado``,
 ``skyhooks.gevent`` or ``skyhooks.twisted`` for the ``Registry``, handler and
 async ``Publisher``; ``skyhooks.Publisher`` here is the blocking publisher for
-code with no event loop (a Celery task, a script).
+code with no event loop (a Celery task, a script), from ``skyhooks.blocking``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from .core import (
 )
 
 if TYPE_CHECKING:
-    from ._publisher import Publisher
+    from .blocking import Publisher
 
 __version__ = "0.1.0"
 
@@ -55,9 +55,9 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy, so "import skyhooks.core" never drags in an HTTP client.
+    # Lazy, so "import skyhooks" never drags in an HTTP client (urllib3).
     if name == "Publisher":
-        from ._publisher import Publisher
+        from .blocking import Publisher
 
         return Publisher
     raise AttributeError(f"module 'skyhooks' has no attribute {name!r}")

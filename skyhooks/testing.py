@@ -61,7 +61,9 @@ class MemoryTransport:
         with self._lock:
             self._routes[url] = registry
 
-    def answer(self, url: str, status: int, body: bytes = b"", headers: Mapping[str, str] | None = None) -> None:
+    def answer(
+        self, url: str, status: int, body: bytes = b"", headers: Mapping[str, str] | None = None
+    ) -> None:
         """The next unscripted POST to *url* gets this HTTP answer."""
         with self._lock:
             self._script[url].append(HTTPResult(status, dict(headers or {}), body))

@@ -57,11 +57,9 @@ def test_blocking_publisher_to_tornado_instances_loses_nothing(tmp_path, mode):
     [
         ("submit", {"threads": 1, "in_flight": 4}),
         ("tornado", {"in_flight": 2, "batch": 10}),
-        # benchmarks/threads.py's two ways: most of the crowd queued, or every call for itself
-        ("blocking", {"threads": 12}),
-        ("blocking", {"threads": 12, "inline_notifies": 1_000_000}),
+        ("blocking", {"threads": 12}),  # notify from a crowd of threads (benchmarks/threads.py)
     ],
-    ids=["blocking submit", "tornado notify_many", "blocking notify crowd", "blocking notify all inline"],
+    ids=["blocking submit", "tornado notify_many", "blocking notify crowd"],
 )
 def test_submitted_and_batched_messages_are_all_counted(tmp_path, sender, sends):
     secret = generate_secret()

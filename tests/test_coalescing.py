@@ -1,6 +1,8 @@
-"""Coalescing lanes (skyhooks.core.delivery.coalescer): at most max_in_flight POSTs per instance;
-messages for a busy instance leave together in its next POST. Real HTTP receivers
-on 127.0.0.1, the blocking publisher from threads and the Tornado one from tasks."""
+"""Coalescing lanes (skyhooks.core.delivery.coalescer), the one coalescer: at most
+max_in_flight POSTs per instance; messages for a busy instance leave together in its
+next POST, whether they come from notify() in many threads or from submit(). Real
+HTTP receivers on 127.0.0.1, the blocking publisher from threads and the Tornado
+one from tasks."""
 
 from __future__ import annotations
 
@@ -10,8 +12,11 @@ import threading
 import time
 
 import pytest
+from zope.interface import implementer
 
 from skyhooks import Publisher, RetryPolicy, Topic
+from skyhooks.blocking import Urllib3Transport
+from skyhooks.core.delivery import ITransport
 from tests.support.receiver import Receiver
 
 T42 = Topic("account_id", "42")
@@ -122,9 +127,136 @@ def test_a_hung_instance_holds_up_only_its_own_lane(store, secret):
         assert len(hung.requests) == 2
 
 
+def wait_for(condition, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+@implementer(ITransport)
+class Counting:
+    """The real transport, counting the POSTs in flight at once."""
+
+    def __init__(self) -> None:
+        self.real = Urllib3Transport()
+        self.lock = threading.Lock()
+        self.in_flight = self.most = 0
+
+    def post(self, *args):
+        with self.lock:
+            self.in_flight += 1
+            self.most = max(self.most, self.in_flight)
+        try:
+            return self.real.post(*args)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+    def close(self) -> None:
+        self.real.close()
+
+
+def test_notify_from_threads_and_submit_share_the_lanes(store, secret):
+    # One POST in flight at most, whoever sends: a thread's notify or a submission.
+    transport = Counting()
+    with (
+        Receiver(["sleep:0.2", 200]) as r,
+        Publisher(store, secret, retry=FAST, max_in_flight=1, transport=transport) as publisher,
+    ):
+        store.add(r.url, {T42}, ttl=60)
+        futures = [publisher.submit({"account_id": 42}, f"submitted {i}") for i in range(8)]
+        reports = notify_in_threads(publisher, [({"account_id": 42}, i) for i in range(8)])
+        reports += [future.result(10) for future in futures]
+        assert len(reports) == 16 and all(rep.ok and rep.notified == 1 for rep in reports)
+        assert transport.most == 1
+        assert sorted(i for q in r.requests for i in carried(q)) == sorted(rep.message_id for rep in reports)
+        assert len(r.requests) < 16
+
+
+def test_every_message_of_a_failed_batch_has_the_failure_in_its_report(store, secret):
+    # The first POST is slow; what queued behind it leaves as one batch, which
+    # fails twice (two attempts); the lane then goes on as before.
+    with (
+        Receiver(["sleep:0.5", 500, 500, 200]) as r,
+        Publisher(store, secret, retry=RetryPolicy(attempts=2, backoff=0.01), max_in_flight=1) as publisher,
+    ):
+        store.add(r.url, {T42}, ttl=60)
+        first: list = []
+        lead = threading.Thread(target=lambda: first.append(publisher.notify({"account_id": 42}, "first")))
+        lead.start()
+        wait_for(lambda: r.count == 1)
+        queued = notify_in_threads(publisher, [({"account_id": 42}, i) for i in range(4)])
+        lead.join(10)
+        assert first[0].ok
+        assert all(not rep.ok and rep.failed[r.url].startswith("HTTP 500") for rep in queued)
+        assert [len(carried(q)) for q in r.requests] == [1, 4, 4]  # one batch, sent twice
+        assert publisher.notify({"account_id": 42}, "after").ok  # the lane is not stuck
+
+
+class Interrupted(BaseException):
+    """A KeyboardInterrupt stand-in, raised in one caller's wait."""
+
+
+class InterruptedOnce(Publisher):
+    """Interrupts the first caller that waits in a lane, before or after its
+    turn to send came."""
+
+    def __init__(self, *args, after_its_turn: bool, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.after_its_turn = after_its_turn
+        self.waiters: list = []
+
+    def _new_waiter(self):
+        waiter, resolve = super()._new_waiter()
+        self.waiters.append(waiter)
+        return waiter, resolve
+
+    def _wait(self, waiter):
+        if waiter is self.waiters[0]:
+            if self.after_its_turn:
+                super()._wait(waiter)
+            raise Interrupted
+        return super()._wait(waiter)
+
+
+@pytest.mark.parametrize("after_its_turn", [False, True], ids=["before-its-turn", "after-its-turn"])
+def test_a_caller_interrupted_in_a_lane_leaves_it_moving(store, secret, after_its_turn):
+    with (
+        Receiver(["sleep:0.3", "sleep:0.3", 200]) as r,
+        InterruptedOnce(store, secret, retry=FAST, after_its_turn=after_its_turn) as publisher,
+    ):
+        store.add(r.url, {T42}, ttl=60)
+        outcomes: dict[int, object] = {}
+
+        def send(i: int) -> None:
+            try:
+                outcomes[i] = publisher.notify({"account_id": 42}, i)
+            except Interrupted as exc:
+                outcomes[i] = exc
+
+        threads = [threading.Thread(target=send, args=(i,)) for i in range(5)]
+        for t in threads[:2]:  # two POSTs in flight (max_in_flight=2): the others queue
+            t.start()
+        wait_for(lambda: r.count == 2)
+        for i, t in enumerate(threads[2:], start=3):
+            t.start()
+            wait_for(lambda i=i: len(publisher.waiters) == i - 2)  # in order: the third caller first
+        for t in threads:
+            t.join(10)
+        assert not any(t.is_alive() for t in threads), "a queued caller was left waiting"
+        assert isinstance(outcomes[2], Interrupted)
+        assert all(outcomes[i].ok for i in (0, 1, 3, 4))  # type: ignore[union-attr]
+        sent = [json.loads(q["body"]) for q in r.requests]
+        # The interrupted caller's message was never sent: nobody is left to read its report.
+        assert sorted(m["data"] for p in sent for m in p.get("messages", [p])) == [0, 1, 3, 4]
+        assert publisher.notify({"account_id": 42}, "after").ok
+
+
 def test_a_cancelled_caller_leaves_the_lane_moving():
     """Tornado publisher: a queued caller cancelled is not sent; a sending
     caller cancelled hands what waits behind it to the next caller."""
+    pytest.importorskip("tornado", reason="the Tornado publisher's case runs where tornado is installed")
     from skyhooks.core.stores.memory import MemoryStore
     from skyhooks.tornado import Publisher as TornadoPublisher
 

@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 
 from skyhooks import Publisher, RetryPolicy, Topic
-from skyhooks._asyncio_publisher import AsyncioPublisher
 from skyhooks.core import forks
+from skyhooks.core.errors import WouldBlock
 from skyhooks.core.stores.memory import MemoryStore
+from skyhooks.testing import MemoryTransport
 from tests.support.receiver import Receiver
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() here")
@@ -68,8 +69,8 @@ def outcome(report: Any) -> tuple[bool, list[str]]:
 
 def test_a_child_forked_while_deliveries_are_in_flight_delivers_at_once(sqlite_store, secret):
     """Forked while the parent's threads are stuck mid-delivery: six in notify(),
-    an instance's lane full (max_in_flight=1) and a crowd queued, after fan-outs
-    that left idle pool threads. Each of those once hung the child for ever."""
+    an instance's lane full (max_in_flight=1) and five callers queued in it, after
+    fan-outs that left idle pool threads. Each of those once hung the child for ever."""
     store = sqlite_store
     with Receiver(["hang", 200]) as slow, Receiver() as b, Receiver() as c:
         store.add(slow.url, {T42}, ttl=60)
@@ -83,7 +84,7 @@ def test_a_child_forked_while_deliveries_are_in_flight_delivers_at_once(sqlite_s
             for thread in stuck:
                 thread.start()
             wait_for(lambda: slow.count == 1)
-            time.sleep(0.2)  # the other five: queued in the lane and in the crowd
+            time.sleep(0.2)  # the other five: queued in the lane
 
             def child() -> list[Any]:
                 one = publisher.notify({"account_id": 42}, "child")  # its own lane: not full
@@ -111,14 +112,11 @@ def test_a_child_forked_while_a_thread_holds_the_publishers_locks_is_not_deadloc
         store.add(r.url, {T42}, ttl=60)
         with Publisher(store, secret, retry=FAST, lookup_cache=30) as publisher:
             assert publisher.notify({"account_id": 42}, "parent").ok
+            assert publisher.submit({"account_id": 42}, "parent, submitted").result(10).ok
             locks = [
-                publisher._notifying_lock,
-                publisher._crowd._lock,
-                publisher._submitted_lock,
-                publisher._executor_lock,
-                publisher._background._lock,
-                publisher._lanes._lock,
-                publisher._http._idle._lock,
+                publisher._lock,
+                publisher._coalescer._lock,
+                publisher.transport._pools.pools.lock,  # urllib3's pools by origin
                 publisher._targets._lock,
                 store._lock,
             ]
@@ -172,33 +170,38 @@ def test_a_forked_child_never_shares_a_connection_with_its_parent(sqlite_store, 
 
 
 class _LookupsInThreads(MemoryStore):
-    """No lookup_nowait: every lookup goes to the publisher's thread pool."""
+    """Its lookup_nowait always would wait: every lookup goes to the publisher's thread pool."""
 
-    lookup_nowait = None
+    def lookup_nowait(self, topics: Any) -> Any:
+        raise WouldBlock("in a thread, please")
 
 
 def test_a_child_of_a_process_that_used_an_asyncio_publisher_runs_its_store_calls(secret):
-    """The asyncio publisher (Tornado's, and submit()'s loop) runs store calls in a
-    pool of its own. Used once in the parent, that pool counts a worker the child
-    does not have as idle, and started none: the child's first lookup waited for
-    ever. Each asyncio.run is a new loop too: no connection is kept across them."""
+    """The asyncio publisher (Tornado's) runs store calls in a pool of its own.
+    Used once in the parent, that pool counts a worker the child does not have
+    as idle, and started none: the child's first lookup waited for ever."""
+    from skyhooks.asyncio import Publisher as AsyncioPublisher
+
     store = _LookupsInThreads()
-    with Receiver() as r:
-        store.add(r.url, {T42}, ttl=60)
-        publisher = AsyncioPublisher(store, secret, retry=FAST)
+    url = "http://10.0.0.5:8001/skyhooks"
+    store.add(url, {T42}, ttl=60)
+    transport = MemoryTransport()
+    for _ in range(3):
+        transport.answer(url, 200, b'{"status":"ok","notified":1}')
+    publisher = AsyncioPublisher(store, secret, retry=FAST, transport=transport)
 
-        def notify(data: str) -> bool:
-            async def deliver() -> bool:
-                return (await asyncio.wait_for(publisher.notify({"account_id": 42}, data), 5)).ok
+    def notify(data: str) -> bool:
+        async def deliver() -> bool:
+            return (await asyncio.wait_for(publisher.notify({"account_id": 42}, data), 5)).ok
 
-            return asyncio.run(deliver())
+        return asyncio.run(deliver())
 
-        assert notify("parent")
-        assert in_child(lambda: notify("child"))
-        assert notify("parent again")
-        publisher.close()
-        sent = [json.loads(request["body"])["data"] for request in r.requests]
-        assert sent == ["parent", "child", "parent again"]
+    assert notify("parent")
+    assert in_child(lambda: notify("child"))
+    assert notify("parent again")
+    publisher.close()
+    sent = [json.loads(request.body)["data"] for request in transport.sent]
+    assert sent == ["parent", "parent again"]  # (the child's went in the child's copy)
 
 
 class _Resettable:

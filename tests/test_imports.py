@@ -53,7 +53,9 @@ def test_top_level_package_and_blocking_publisher_import_without_frameworks():
     result = run(
         """
         import skyhooks
+        assert "urllib3" not in sys.modules  # not until the blocking publisher is wanted
         from skyhooks import Publisher, generate_secret
+        assert "urllib3" in sys.modules and Publisher.__module__.startswith("skyhooks.blocking")
         Publisher("memory://", generate_secret()).close()
         print("ok")
         """,

@@ -34,12 +34,15 @@ def main() -> None:
 
     root = Resource()
     root.putChild(b"tally", TallyResource())
-    # The same request factory in both modes, so only the resource differs.
-    port = reactor.listenTCP(0, Site(root, requestFactory=WebhookRequest), interface="127.0.0.1")
+    site = Site(root)
+    port = reactor.listenTCP(0, site, interface="127.0.0.1")
     number = port.getHost().port
+    store = args.store if args.mode == "skyhooks" else "memory://"  # (bare: a registry never started)
+    registry = Registry(f"http://127.0.0.1:{number}/skyhooks", store, args.secret, ttl=3600)
+    # The same request factory in both modes, so only the resource differs.
+    site.requestFactory = WebhookRequest.for_registry(registry)
     waits = []
     if args.mode == "skyhooks":
-        registry = Registry(f"http://127.0.0.1:{number}/skyhooks", args.store, args.secret, ttl=3600)
         registry.start()
         waits = [registry.register(keys, tally.callback) for keys in args.keys]
         root.putChild(b"skyhooks", WebhookResource(registry))

@@ -125,7 +125,7 @@ def notify(args: argparse.Namespace) -> int:
         data = json.loads(args.data)
     except ValueError as exc:
         raise ValueError(f"--data is not JSON: {exc}") from None
-    from .._publisher import Publisher  # late: only this command sends
+    from ..blocking import Publisher  # late: only this command sends
 
     with Publisher(store=args.store, secret=args.secret) as publisher:
         report = publisher.notify(keys, data)

@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass, field
 
 from ..core.errors import ConfigurationError, SkyhooksError
-from ..core.wire import Signer, generate_secret
 from ..core.stores import open_store
+from ..core.wire import Signer, generate_secret
 
 __all__ = ["run_demo"]
 

@@ -52,7 +52,7 @@ def _in_child() -> None:
         if obj is None:
             continue
         try:
-            obj._after_fork()
+            obj._after_fork()  # noqa: SLF001 - skyhooks' own hook, on its own objects
         except Exception:  # one object's trouble must not leave the others as they were
             log.exception("resetting %r in a forked child failed", obj)
 

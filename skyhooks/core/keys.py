@@ -1,4 +1,4 @@
-"""Keys and topics: the rules of DESIGN.md, in one place.
+"""Keys and topics: the rules of docs/protocol.md ("Keys"), in one place.
 
 A *key* is a name and a value (``account_id=42``); a message or a subscription
 names a set of keys; each ``(name, value)`` pair is a :class:`Topic`, the unit of

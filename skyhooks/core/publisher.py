@@ -11,7 +11,6 @@ from typing import Any, TypeVar
 
 from zope.interface.verify import verifyObject
 
-from .delivery.notify import Targets
 from .delivery import (
     Call,
     Coalescer,
@@ -27,6 +26,7 @@ from .delivery import (
     notify_flow,
     run_sync,
 )
+from .delivery.notify import Targets
 from .errors import ConfigurationError, WouldBlock
 from .forks import reset_in_child
 from .interfaces import HookStore
@@ -95,7 +95,7 @@ class BasePublisher(abc.ABC):
         # the same per request whatever it carries, and what waits goes as one
         # batch (benchmarks/RESULTS.md has the figures).
         self.max_in_flight = max_in_flight
-        self._coalescer = Coalescer(max_in_flight, self._new_waiter) if max_in_flight else None
+        self._coalescer = Coalescer(max_in_flight, self._new_waiter, self._linger) if max_in_flight else None
         if transport is None:
             transport = self._default_transport()
         elif not ITransport.providedBy(transport):
@@ -179,6 +179,11 @@ class BasePublisher(abc.ABC):
         """``(waiter, resolve)``: ``_wait(waiter)`` gives the value passed to ``resolve``.
         ``resolve`` may be called after the waiting caller has given up (cancelled);
         it must then do nothing."""
+
+    def _linger(self) -> Any:
+        """A waiter for a lane's lead to wait on before it sends, or None to send at
+        once (see :class:`~skyhooks.core.delivery.Coalescer`'s ``linger``)."""
+        return None
 
     def _wait(self, waiter: Any) -> Any:
         """Wait for *waiter*: its value, or an awaitable of it. Async adapters'

@@ -11,15 +11,9 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from functools import lru_cache
 from urllib.parse import urlsplit
 
-from .errors import TransportError
-
-__all__ = ["Origin", "UrlPolicy", "split_target"]
-
-#: (scheme, host, port): what publishers pool keep-alive connections by.
-Origin = tuple[str, str, int]
+__all__ = ["UrlPolicy"]
 
 
 @dataclass(frozen=True)
@@ -52,22 +46,3 @@ class UrlPolicy:
             if address is not None and address.is_link_local:
                 return f"refused by URL policy: {host} is link-local (cloud metadata lives there)"
         return None
-
-
-@lru_cache(maxsize=1024)
-def split_target(url: str) -> tuple[Origin, str]:
-    """*url*'s origin (port made explicit) and request path (with its query).
-
-    Raises :class:`TransportError` for anything but an http(s) URL with a host
-    (publishers call it where a failed send is reported). Cached: a publisher
-    sends to the same few URLs over and over.
-    """
-    try:
-        parts = urlsplit(url)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError as exc:  # a port out of range, say
-        raise TransportError("error", f"cannot POST to {url!r}: {exc}") from exc
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise TransportError("error", f"cannot POST to {url!r}: not an http(s) URL with a host")
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return (parts.scheme, parts.hostname, port), path

@@ -1,65 +1,85 @@
-"""The gevent Publisher: skyhooks' socket HTTP/1.1 client on gevent's sockets, fan-out in a greenlet pool."""
+"""The gevent Publisher: geventhttpclient, one pooled client per origin; fan-out in a greenlet pool."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from http.client import HTTPException
+from typing import Any
 
 import gevent
-import gevent.socket
-import gevent.ssl
 from gevent.event import AsyncResult
 from gevent.pool import Pool
+from geventhttpclient import URL
+from geventhttpclient.client import HTTPClientPool
+from geventhttpclient.response import HTTPConnectionClosed
+from zope.interface import implementer
 
-from .._blocking_http import BlockingHttp1Pool
-from ..core.delivery import HTTPResult, Send
+from ..core.delivery import HTTPResult, ITransport, transport_errors
+from ..core.forks import reset_in_child
 from ..core.publisher import SyncPublisher
-from ._hub import store_caller
+from ._registry import call_store, new_waiter
 
-T = TypeVar("T")
+# Most specific first; geventhttpclient's parse errors are http.client's HTTPException.
+_KIND: dict[type[BaseException], str]
+_KIND = {ConnectionRefusedError: "refused", TimeoutError: "timeout", OSError: "error", HTTPException: "error"}
+
+
+# geventhttpclient rather than urllib3 on patched sockets: ~2.8x the POSTs/s side by side.
+@implementer(ITransport)
+class Transport:
+    """POSTs over geventhttpclient: an ``HTTPClient`` per origin, up to *concurrency* connections each."""
+
+    def __init__(self, concurrency: int, timeout: float) -> None:
+        # *timeout* bounds each socket wait. ca_certs None: the system's trust store, as ssl reads it.
+        options = {"concurrency": concurrency, "ssl_options": {"ca_certs": None}}
+        self._clients = HTTPClientPool(connection_timeout=timeout, network_timeout=timeout, **options)
+        reset_in_child(self)
+
+    def post(self, url: str, headers: Mapping[str, str], body: bytes, timeout: float) -> HTTPResult:
+        parsed = URL(url)
+        client = self._clients.get_client(parsed)
+        # A TimeoutError (an OSError), not gevent.Timeout: geventhttpclient then
+        # closes the connection it interrupts and frees its slot in the pool.
+        deadline = gevent.Timeout(timeout, TimeoutError(f"no answer in {timeout:g}s"))
+        with transport_errors(_KIND, url), deadline:
+            try:
+                response = client.request("POST", parsed.request_uri, body, headers)
+            except (HTTPConnectionClosed, ConnectionResetError, BrokenPipeError):
+                # Closed unanswered: most likely a kept-alive connection the instance
+                # let go. Once more on a fresh one (receivers drop a repeated webhook-id).
+                response = client.request("POST", parsed.request_uri, body, headers)
+            return HTTPResult(response.status_code, dict(response.items()), response.read())
+
+    def close(self) -> None:
+        self._clients.close()
+
+    def _after_fork(self) -> None:
+        # The parent's connections: dropped, never used or closed here.
+        self._clients = HTTPClientPool(**self._clients.client_args)
 
 
 class Publisher(SyncPublisher):
-    """Publish to every instance listening for a message's keys, from a greenlet.
+    """Publish from a greenlet (of one hub, not the hub itself): ``notify`` blocks it only.
 
-    >>> report = publisher.notify({"account_id": 42}, {"progress": 100})  # blocks this greenlet only
-
-    Keeps up to ``concurrency`` idle keep-alive connections per instance, on
-    gevent's own sockets (cooperative whether or not ``socket`` is patched);
-    fans out to at most ``concurrency`` URLs at once. Call it from greenlets of
-    one hub (not from the hub itself).
+    >>> report = publisher.notify({"account_id": 42}, {"progress": 100})
     """
-
-    def __init__(self, store: Any, secret: str | bytes, **options: Any) -> None:
-        super().__init__(store, secret, **options)
-        self._call_store = store_caller(self.store)
-        self._http = BlockingHttp1Pool(self.concurrency, sockets=gevent.socket, tls=gevent.ssl)
-
-    def close(self) -> None:
-        """Close pooled connections (and the store, if opened here)."""
-        self._http.close()
-        super().close()
-
-    def _map(self, fn: Callable[[Any], Any], items: Sequence[Any], limit: int) -> list[Any]:
-        return list(Pool(limit).map(fn, items))
 
     # A SQLite read on the hub beats a round trip through gevent's thread pool.
     _reads_inline = True
 
-    def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        return self._call_store(lambda: fn(*args))  # type: ignore[no-any-return]
+    def _default_transport(self) -> Transport:
+        return Transport(self.concurrency, self.retry.timeout)
+
+    def _map(self, fn: Callable[[Any], Any], items: Sequence[Any], limit: int) -> list[Any]:
+        return list(Pool(limit).map(fn, items))
+
+    def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return call_store(self.store, lambda: fn(*args))
 
     def _sleep(self, seconds: float) -> None:
         gevent.sleep(seconds)
 
-    def _new_waiter(self) -> tuple[AsyncResult, Callable[[Any], None]]:
-        # Not the threading future of SyncPublisher: this must not block the hub
-        # even when threading is not monkey-patched.
-        waiter = AsyncResult()
-        return waiter, waiter.set
+    _new_waiter = staticmethod(new_waiter)
 
     def _wait(self, waiter: AsyncResult) -> Any:
         return waiter.get()
-
-    def _send(self, send: Send) -> HTTPResult:
-        return self._http.post(send.url, send.headers, send.body, send.timeout)

@@ -1,183 +1,180 @@
-"""The gevent Registry: greenlet timers, cooperative store calls, blocking waits."""
+"""The instance side: the Registry, the webhook as a WSGI app, a pywsgi server without Nagle delays."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import sys
-from collections.abc import Callable
-from functools import cached_property
-from typing import Any
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
+from typing import Any, ClassVar
 
 import gevent
-from gevent import get_hub
+from gevent import monkey, pywsgi
 from gevent.event import AsyncResult
-from greenlet import getcurrent, greenlet
+from greenlet import greenlet
 
 from ..core.callbacks import Callback
-from ..core.keys import Keys
-from ..core.registry import BaseRegistry, Resolve
+from ..core.errors import BadRequest
+from ..core.interfaces import HookStore
+from ..core.registry import BlockingRegistry
 from ..core.values import Message
-from ._hub import StoreCaller, in_hub, store_caller
+from ..core.wire import REQUEST_HEADERS, error_response
+
+# Where the WSGI environ keeps each header the request reader asks for (PEP 3333).
+_ENVIRON_KEYS = {name: "HTTP_" + name.upper().replace("-", "_") for name in REQUEST_HEADERS}
+_ENVIRON_KEYS.update({"content-type": "CONTENT_TYPE", "content-length": "CONTENT_LENGTH"})
+_STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
+
+
+def call_store(store: HookStore, fn: Callable[[], Any]) -> Any:
+    """``fn()``, a call of *store*'s, blocking only this greenlet: in the hub's thread if the store
+    yields (patched pymongo: its sockets are this hub's), else in the thread pool (sqlite3; unpatched)."""
+    if monkey.is_module_patched("socket") and not store.blocks_natively:
+        return fn()
+    return gevent.get_hub().threadpool.apply(fn)
+
+
+def new_waiter() -> tuple[AsyncResult, Callable[[Any], None]]:
+    """A gevent waiter: never a lock, which would block the hub where threading is not patched."""
+    waiter = AsyncResult()
+    return waiter, waiter.set
 
 
 class _Timer(gevent.Greenlet):  # type: ignore[misc]
-    """A greenlet started by ``spawn_later``, with the ``cancel()`` the core expects."""
-
     def cancel(self) -> None:
         self.kill(block=False)
 
 
-class Registry(BaseRegistry[Any]):
-    """This instance's callbacks, kept in step with the shared store, for gevent.
+class Registry(BlockingRegistry[AsyncResult]):
+    """This instance's callbacks, kept in step with the shared store; ``register``,
+    ``unregister`` and ``stop`` block the calling greenlet only, never the hub. Each
+    callback runs in a greenlet of its own, started before the webhook is answered."""
 
-    Import it only after ``gevent.monkey.patch_all()`` (see :mod:`skyhooks.gevent`).
-    ``register``, ``unregister`` and ``stop`` take effect locally at once and
-    then block the calling greenlet (only) until the store has caught up, at
-    most *timeout* seconds (``None``: no limit; ``0``: do not wait). They return
-    True once the store is up to date (for ``stop``: once it forgot this URL)
-    and False if that has not happened yet; the store keeps being retried in
-    the background either way. They never wait before ``start()`` (the store is
-    written then), nor when called from the hub itself, where nothing may block.
-    Every callback runs in a greenlet of its own, started before the webhook is
-    answered: one that does not block has finished by then.
-    """
+    _new_waiter = staticmethod(new_waiter)
 
-    _started = False
-
-    @cached_property
-    def _call_store(self) -> StoreCaller[Any]:
-        return store_caller(self.store)
-
-    @cached_property
-    def _runner(self) -> _CallbackRunner:
-        return _CallbackRunner(gevent.get_hub(), super()._invoke)
-
-    def start(self) -> None:
-        super().start()
-        self._started = True
-
-    def register(self, keys: Keys, callback: Callback, timeout: float | None = None) -> bool:
-        return self._wait(super().register(keys, callback), timeout, self._started)
-
-    def unregister(self, keys: Keys, callback: Callback, timeout: float | None = None) -> bool:
-        return self._wait(super().unregister(keys, callback), timeout, self._started)
-
-    def stop(self, timeout: float | None = None) -> bool:
-        waiter = super().stop()
-        return self._wait(waiter, timeout, True) and bool(waiter.value)
-
-    @staticmethod
-    def _wait(waiter: AsyncResult, timeout: float | None, may_wait: bool) -> bool:
-        if may_wait and timeout != 0 and not waiter.ready() and not in_hub():
-            waiter.wait(timeout)
-        return bool(waiter.ready())
-
-    # -- hooks --------------------------------------------------------------------
+    def _invoke(self, callback: Callback, message: Message) -> None:
+        if self._may_block():
+            _Worker.hand(super()._invoke, callback, message)
+        else:  # the hub itself may not be switched away from mid-request: later, then
+            gevent.spawn_raw(super()._invoke, callback, message)
 
     def _run_blocking(self, fn: Callable[[], Any], done: Callable[[Any, BaseException | None], None]) -> None:
-        gevent.spawn(self._store_call, fn, done)
+        gevent.spawn_raw(self._store_call, fn, done)
 
     def _store_call(self, fn: Callable[[], Any], done: Callable[[Any, BaseException | None], None]) -> None:
         try:
-            result = self._call_store(fn)
+            result = call_store(self.store, fn)
         except Exception as exc:
-            done(None, exc)
-        else:
-            done(result, None)
+            return done(None, exc)
+        done(result, None)
 
     def _call_later(self, delay: float, fn: Callable[[], None]) -> _Timer:
-        timer: _Timer = _Timer.spawn_later(delay, fn)
-        return timer
+        return _Timer.spawn_later(delay, fn)  # type: ignore[no-any-return]
 
-    def _new_waiter(self) -> tuple[AsyncResult, Resolve]:
-        waiter = AsyncResult()
-        return waiter, waiter.set
+    def _wait(self, waiter: AsyncResult, timeout: float | None) -> bool:
+        if timeout != 0:
+            waiter.wait(timeout)
+        return bool(waiter.ready())
 
-    def _invoke(self, callback: Callback, message: Message) -> None:
-        # A greenlet each, so a slow or blocking-on-I/O callback delays neither
-        # the others nor the webhook's answer.
-        runner = self._runner
-        hub = runner.hub
-        current = getcurrent()
-        # Not the hub, and its thread's: in_hub(), inlined (once per callback).
-        # A greenlet the hub started (a server's handler) says so by its parent
-        # alone, which spares the thread's hub lookup.
-        if current.parent is hub or (hub is get_hub() and current is not hub):
-            runner.run(callback, message)
-            return
-        # The hub itself, which must not be switched away from mid-callback
-        # (or another thread's hub): a greenlet of gevent's, started later.
-        gevent.spawn(runner.invoke, callback, message)
-        if not in_hub():
-            gevent.sleep(0)  # started before the caller answers
+    def _may_block(self) -> bool:
+        return gevent.getcurrent() is not gevent.get_hub()
+
+    @staticmethod
+    def _value(waiter: AsyncResult) -> Any:
+        return waiter.value
 
 
-class _CallbackRunner:
-    """Runs each callback at once in a greenlet of its own, reusing idle ones.
-
-    A slow or blocking-on-I/O callback delays neither the others nor the
-    webhook's answer: a worker that blocks switches to the hub, and gevent
-    first calls the worker's ``switch_out``, which has the hub resume the
-    caller. A worker that does not block switches straight back when done,
-    and the hub never gets involved. That replaces a ``gevent.spawn`` (a new
-    greenlet) per callback and a ``gevent.sleep(0)`` (a trip around the hub's
-    loop) per request, about a third of the gevent adapter's cost per webhook.
-    """
-
-    #: Idle workers kept for reuse; more only after a burst of blocking callbacks.
-    MAX_IDLE = 64
-
-    def __init__(self, hub: Any, invoke: Callable[[Callback, Message], None]) -> None:
-        self.hub = hub
-        self.invoke = invoke  # never raises an Exception: it logs
-        self._idle: list[_Worker] = []
-
-    def run(self, callback: Callback, message: Message) -> None:
-        """Run ``invoke(callback, message)`` in a worker; return once it finished or blocked."""
-        worker = self._idle.pop() if self._idle else _Worker(self)
-        waiting = worker.waiting = [getcurrent()]  # emptied once this caller no longer waits
-        try:
-            worker.switch(callback, message)
-        finally:
-            waiting.clear()
-
-    def work(self, callback: Callback, message: Message) -> None:
-        worker: _Worker = getcurrent()
-        hub = self.hub
-        while True:
-            try:
-                self.invoke(callback, message)
-            except BaseException:  # what a gevent.Greenlet would do with it: report, or raise in main
-                hub.handle_error(worker, *sys.exc_info())
-            waiting, worker.waiting = worker.waiting, None
-            caller = waiting.pop() if waiting else None
-            if len(self._idle) >= self.MAX_IDLE:
-                if caller is not None:
-                    worker.parent = caller  # ending returns to the parent
-                return
-            self._idle.append(worker)
-            # Parked here until the next run() hands over its job.
-            callback, message = (caller or hub).switch()
+Invoke = Callable[[Callback, Message], None]
 
 
 class _Worker(greenlet):  # type: ignore[misc]
-    """A runner's greenlet; ``waiting`` holds the caller while it waits for this one."""
+    """Runs callbacks, switched to straight from the caller, and is reused: a new
+    greenlet per callback costs far more than the switch (benchmarks/RESULTS.md).
+    A callback that never blocks has finished before the webhook is answered, with
+    no trip around the hub's loop. One that blocks delays neither the others nor
+    the answer: gevent calls ``switch_out`` as a greenlet switches to the hub, and
+    the caller then goes on at the hub's next turn."""
 
-    def __init__(self, runner: _CallbackRunner) -> None:
-        super().__init__(runner.work, parent=runner.hub)
-        self.hub = runner.hub
-        self.waiting: list[greenlet] | None = None
+    idle: ClassVar[list[_Worker]] = []  # parked workers of this thread's hub (gevent's hub is per thread)
+
+    def __init__(self, hub: Any) -> None:
+        super().__init__(self._work, parent=hub)
+        self.hub = hub
+        self.waiting: list[greenlet] = []  # the caller, while it waits for this callback
+
+    @classmethod
+    def hand(cls, invoke: Invoke, callback: Callback, message: Message) -> None:
+        hub = gevent.get_hub()
+        worker = next((w for w in reversed(cls.idle) if w.hub is hub), None) if cls.idle else None
+        if worker is None:
+            worker = cls(hub)
+        else:
+            cls.idle.remove(worker)
+        # Emptied once the caller goes on, however it does (an exception thrown into
+        # it, say), so a resume scheduled by switch_out never switches into it later.
+        waiting = worker.waiting = [gevent.getcurrent()]
+        try:
+            worker.switch(invoke, callback, message)
+        finally:
+            waiting.clear()
+
+    def _work(self, invoke: Invoke, callback: Callback, message: Message) -> None:
+        while True:
+            try:
+                invoke(callback, message)  # (it logs what an Exception a callback raises)
+            except BaseException:  # GreenletExit, gevent.Timeout: never into the caller's request
+                self.hub.handle_error(self, *sys.exc_info())
+            waiting, self.waiting = self.waiting, []
+            caller = waiting.pop() if waiting else None
+            if len(self.idle) >= 64:
+                self.parent = caller or self.hub  # ending returns there
+                return
+            self.idle.append(self)
+            invoke, callback, message = (caller or self.hub).switch()  # parked until hand() gives a job
 
     def switch_out(self) -> None:
-        # gevent calls this as the greenlet switches to the hub: the callback
-        # blocked (or this worker parks, with nobody waiting). The caller goes
-        # on at the hub's next turn rather than wait for the callback.
-        waiting, self.waiting = self.waiting, None
+        waiting, self.waiting = self.waiting, []
         if waiting:
             self.hub.loop.run_callback(_resume, waiting)
 
 
 def _resume(waiting: list[greenlet]) -> None:
-    # Run by the hub once a worker blocked: the caller goes on without it,
-    # unless it went on already (emptied by run()).
-    if waiting:
+    if waiting:  # (empty if the caller went on already)
         waiting.pop().switch()
+
+
+class WebhookApp:
+    """A WSGI app that treats every request it is given as a webhook request; mount it
+    at the registry URL's path: ``WSGIServer(("0.0.0.0", 8001), WebhookApp(registry))``."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        reader = self.registry.reader(environ["REQUEST_METHOD"], lambda h: environ.get(_ENVIRON_KEYS[h]))
+        response = reader.refusal
+        if response is None:
+            # At most one byte over the limit: a body of unknown length is measured, not hoarded.
+            declared = reader.declared
+            try:
+                body = environ["wsgi.input"].read(reader.read_limit if declared is None else declared)
+            except OSError as exc:  # pywsgi's bad chunked encoding
+                response = error_response(BadRequest(f"unreadable body: {exc}"), close=True)
+            else:
+                response = reader.feed(body) or reader.finish()
+        assert response is not None  # finish() answers whatever was not refused
+        # pywsgi closes the connection after an answer whose headers say "Connection: close".
+        start_response(_STATUS_LINES[response.status], list(response.header_pairs))
+        return [response.body]
+
+
+class WSGIServer(pywsgi.WSGIServer):  # type: ignore[misc]
+    """``gevent.pywsgi.WSGIServer`` with TCP_NODELAY on every connection."""
+
+    def handle(self, sock: socket.socket, address: Any) -> None:
+        # A client that writes headers and body apart (urllib3) would wait for
+        # Nagle's algorithm and a delayed ACK on every request.
+        with contextlib.suppress(OSError):  # not TCP: a Unix socket has no Nagle
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().handle(sock, address)

@@ -6,6 +6,8 @@
 >>> app = tornado.web.Application([(r"/skyhooks", WebhookDelegate(registry))])
 >>> registry.start()
 >>> await registry.register({"account_id": 42}, on_message)
+
+``Registry`` is :class:`skyhooks.asyncio.Registry`: Tornado's IOLoop runs on asyncio.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised in a process without tornado
     raise ImportError("skyhooks.tornado needs tornado: pip install 'skyhooks[tornado]'") from exc
 
+from ..asyncio import Registry
 from ._delegate import WebhookDelegate
 from ._handler import WebhookHandler
 from ._publisher import Publisher
-from ._registry import Registry
 
 __all__ = ["Publisher", "Registry", "WebhookDelegate", "WebhookHandler"]

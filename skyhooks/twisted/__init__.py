@@ -1,13 +1,5 @@
-"""skyhooks for Twisted: ``Registry``, ``WebhookResource`` (twisted.web) and
-``Publisher`` (treq), all speaking Deferreds.
-
->>> registry = Registry(url="http://10.0.0.5:8001/skyhooks", store="sqlite:////var/lib/app/hooks.db",
-...                     secret="whsec_...", ttl=90)
->>> root.putChild(b"skyhooks", WebhookResource(registry))
->>> site = Site(root, requestFactory=WebhookRequest)  # optional: early 413s
->>> registry.start()
->>> registry.stop_on_shutdown()
-"""
+"""skyhooks for Twisted: ``Registry``, ``WebhookResource`` (a twisted.web resource; with
+``WebhookRequest`` for early 413s) and ``Publisher`` (treq), all speaking Deferreds."""
 
 from __future__ import annotations
 
@@ -18,7 +10,6 @@ except ImportError as exc:  # pragma: no cover - exercised by tests/test_imports
     raise ImportError("skyhooks.twisted needs twisted: pip install 'skyhooks[twisted]'") from exc
 
 from ._publisher import Publisher
-from ._registry import Registry
-from ._resource import WebhookRequest, WebhookResource
+from ._registry import Registry, WebhookRequest, WebhookResource
 
 __all__ = ["Publisher", "Registry", "WebhookRequest", "WebhookResource"]

@@ -11,10 +11,15 @@ FRAMEWORKS = {"tornado": "tornado", "gevent": "gevent", "twisted": "twisted"}
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "framework" in metafunc.fixturenames:
-        chosen = metafunc.config.getoption("--framework") or [
-            name for name, module in FRAMEWORKS.items() if importlib.util.find_spec(module)
-        ]
-        metafunc.parametrize("framework", chosen)
+        chosen = metafunc.config.getoption("--framework") or list(FRAMEWORKS)
+        # A framework that is not installed shows as a skip, never as a silent drop.
+        marks = {
+            name: ()
+            if importlib.util.find_spec(FRAMEWORKS[name])
+            else pytest.mark.skip(f"{name} is not installed")
+            for name in chosen
+        }
+        metafunc.parametrize("framework", [pytest.param(name, marks=marks[name]) for name in chosen])
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
 """What only the gevent adapter has: the monkey-patching check, store calls kept off
 the hub (SQLite in the thread pool, pymongo cooperatively), blocking waits that block
-one greenlet, a greenlet per callback, bounded body reads, TCP_NODELAY, a
-publisher whose timeouts give their pooled connection back, and one that a forked
-child uses on connections of its own.
+one greenlet, a greenlet per callback, bounded body reads, TCP_NODELAY, and the
+publisher's transport (geventhttpclient): failures mapped to their kinds, HTTPS,
+timeouts that give their pooled connection back, and a forked child's own connections.
 
 ``skyhooks.gevent`` refuses to load into an unpatched process, and pytest's is not
 patched, so each test runs one ``scenario_*`` function of this file in a fresh,
@@ -178,10 +178,10 @@ def scenario_waits() -> None:
     from skyhooks.core.stores.memory import MemoryStore
     from skyhooks.core.stores.mongodb import MongoStore
     from skyhooks.gevent import Registry
-    from skyhooks.gevent._hub import _inline, store_caller
 
-    # pymongo's sockets are gevent's here, bound to this hub: it must not go to a thread.
-    assert store_caller(MongoStore.from_url("mongodb://127.0.0.1:9/x")) is _inline
+    # pymongo's sockets are gevent's here, bound to this hub: it must not go to a thread,
+    # and it says so as the memory store does, whose calls stay in the hub's thread below.
+    assert MongoStore.blocks_natively is MemoryStore.blocks_natively is False
 
     store = MemoryStore()
     slow_add = store.add
@@ -251,11 +251,11 @@ def scenario_callback_greenlets() -> None:
     print("ok")
 
 
-def test_callback_greenlets_are_reused_and_survive_anything_a_callback_does():
-    run_scenario("callback_workers")
+def test_callback_greenlets_survive_anything_a_callback_does():
+    run_scenario("callback_survival")
 
 
-def scenario_callback_workers() -> None:
+def scenario_callback_survival() -> None:
     import logging
 
     import gevent
@@ -263,7 +263,7 @@ def scenario_callback_workers() -> None:
 
     from skyhooks.gevent import Registry
 
-    logging.basicConfig(level=logging.ERROR)
+    logging.basicConfig(level=logging.CRITICAL)
     secret = generate_secret()
     registry = Registry("http://127.0.0.1:9/skyhooks", "memory://", secret)
     signer = Signer(secret)
@@ -293,17 +293,16 @@ def scenario_callback_workers() -> None:
         assert send() == {"status": "ok", "notified": 1}, kind
         assert time.monotonic() - started < 0.04, kind  # a blocked callback never holds the answer
         assert getcurrent() is caller
+        assert seen[-1][0] == kind  # each started before its answer
     kinds = [kind for kind, _ in seen]
     assert kinds == ["plain", "raise", "timeout", "plain", "block", "plain", "plain"]
     workers = [worker for _, worker in seen]
-    assert caller not in workers
-    assert len(set(workers[:5])) == 1  # one worker, reused after raising anything
-    assert workers[5] is workers[6] is not workers[4]  # another while that one is blocked
+    assert caller not in workers and workers[5] is not workers[4]
     gevent.sleep(0.1)
-    assert seen[-1] == ("woke", workers[4])
+    assert seen[-1] == ("woke", workers[4])  # the blocked one finished, in its own greenlet
     for _ in range(200):
         assert send()["notified"] == 1
-    assert len({worker for _, worker in seen}) == 2
+    assert len(seen) == 8 + 200
     print("ok")
 
 
@@ -312,10 +311,9 @@ def test_a_caller_interrupted_while_its_callback_blocks_is_not_woken_later():
 
 
 def scenario_interrupted_caller() -> None:
-    """The hub is asked to resume a caller once its callback blocks. If an exception
-    thrown into the caller (a kill, a gevent.Timeout) got there first, that request
-    must come to nothing: the caller has gone on, and a stray switch into it would
-    break whatever it waits for next."""
+    """A caller interrupted (a kill, a gevent.Timeout) while its callback blocks goes on
+    undisturbed: nothing switches into it later, which would break whatever it waits
+    for next; the callback finishes in its own greenlet, and the next requests are served."""
     import gevent
 
     from skyhooks.gevent import Registry
@@ -331,7 +329,7 @@ def scenario_interrupted_caller() -> None:
 
     def callback(message: Message) -> None:
         if message.data == "interrupt":
-            callers[0].kill(Interrupted, block=False)  # queued on the hub before this blocks
+            callers[0].kill(Interrupted, block=False)  # queued on the hub; then this blocks
             gevent.sleep(0.05)
         got.append(str(message.data))
 
@@ -342,6 +340,7 @@ def scenario_interrupted_caller() -> None:
     def interrupted_caller() -> str:
         try:
             post("interrupt")
+            gevent.sleep(0.2)  # the kill lands here if it did not land in post()
         except Interrupted:
             pass
         gevent.sleep(0.2)  # a stray switch would end this with an InvalidSwitchError
@@ -472,32 +471,99 @@ def scenario_bare_pywsgi() -> None:
 # -- the publisher --------------------------------------------------------------------------------
 
 
-def test_the_publishers_client_verifies_https_on_gevent_sockets():
-    run_scenario("https")
+def test_the_transport_maps_failures_to_kinds_and_passes_every_status_through():
+    run_scenario("transport")
 
 
-def scenario_https() -> None:
-    """The case every HTTP client passes (tests/adapters/http_client_cases.py), on
-    gevent's socket and ssl modules, as the gevent Publisher sends."""
-    import gevent.socket
-    import gevent.ssl
+def scenario_transport() -> None:
+    """geventhttpclient behind the publisher's transport, against real sockets."""
+    from skyhooks.core.errors import TransportError
+    from skyhooks.gevent import Publisher
+    from tests.support.raw_http import RawServer, hanging_server
+    from tests.support.receiver import refused_url
 
-    from skyhooks._blocking_http import BlockingHttp1Pool
-    from tests.adapters.http_client_cases import https_verifies_the_certificate
+    headers = {"content-type": "application/json", "webhook-id": "msg_1"}
+    ok = b'{"status":"ok","notified":1}'
 
-    class Blocking:  # the case awaits pool.post: here it simply blocks this greenlet
-        def __init__(self, pool: BlockingHttp1Pool) -> None:
-            self.pool = pool
+    def reply(status: str = "200 OK", body: bytes = ok, extra: str = "") -> bytes:
+        return f"HTTP/1.1 {status}\r\nContent-Length: {len(body)}\r\n{extra}\r\n".encode() + body
 
-        async def post(self, *args: Any) -> Any:
-            return self.pool.post(*args)
+    def fails(url: str, timeout: float = 2) -> TransportError:
+        try:
+            transport.post(url, headers, b"{}", timeout)
+        except TransportError as exc:
+            return exc
+        raise AssertionError("no TransportError")
 
-    pool = BlockingHttp1Pool(4, sockets=gevent.socket, tls=gevent.ssl)
-    case = https_verifies_the_certificate(Blocking(pool))
-    try:
-        case.send(None)
-    except StopIteration:
-        print("ok")
+    transport = Publisher("memory://", generate_secret()).transport
+    with RawServer(lambda n, head, body: reply()) as server:  # one kept-alive connection
+        for i in range(3):
+            result = transport.post(server.url, headers, b'{"n":%d}' % i, 2)
+            assert (result.status, result.body) == (200, ok)
+        assert server.connections == 1
+        head, body = server.requests[0]
+        assert head.startswith(b"POST /hook?x=1 HTTP/1.1\r\n") and b"\r\nwebhook-id: msg_1" in head
+        assert body == b'{"n":0}'
+    answers = {
+        1: reply("503 Busy", b"busy", "Retry-After: 7\r\n"),
+        2: reply("302 Found", b"", "Location: http://127.0.0.1:9/elsewhere\r\n"),  # never followed
+        3: reply("404 Not Found", b"gone"),
+    }
+    with RawServer(lambda n, head, body: answers[n]) as server:
+        for status, body in [(503, b"busy"), (302, b""), (404, b"gone")]:
+            result = transport.post(server.url, headers, b"{}", 2)
+            assert (result.status, result.body) == (status, body)
+        assert {name.lower(): value for name, value in result.headers.items()}["content-length"] == "4"
+        assert len(server.requests) == 3
+    with RawServer(lambda n, head, body: None if n == 2 else reply()) as server:  # drops the 2nd
+        transport.post(server.url, headers, b"{}", 2)
+        assert transport.post(server.url, headers, b"{}", 2).status == 200
+        assert server.connections == 2 and len(server.requests) == 3  # the 2nd was sent again
+    with RawServer(lambda n, head, body: None) as server:  # closes every connection unanswered
+        assert fails(server.url).kind == "error" and len(server.requests) == 2  # resent once only
+    with RawServer(lambda n, head, body: b"SMTP ready\r\n\r\n", close_after=1) as server:
+        assert fails(server.url).kind == "error"
+    sock, port = hanging_server()
+    started = time.monotonic()
+    exc = fails(f"http://127.0.0.1:{port}/", 0.3)
+    assert exc.kind == "timeout" and time.monotonic() - started < 1.5, exc
+    sock.close()
+    assert fails(refused_url()).kind == "refused"
+    transport.close()
+    print("ok")
+
+
+def test_the_publishers_client_verifies_https_on_gevent_sockets(tmp_path):
+    run_scenario("https", str(tmp_path))
+
+
+def scenario_https(directory: str) -> None:
+    """A certificate the system trusts (here through SSL_CERT_FILE) is accepted, over
+    one kept-alive connection; one it does not trust is an error, and nothing is sent."""
+    from skyhooks.core.errors import TransportError
+    from skyhooks.gevent import Publisher
+    from tests.support.raw_http import RawServer, self_signed
+
+    (Path(directory) / "trusted").mkdir()
+    (Path(directory) / "other").mkdir()
+    context, cert = self_signed(Path(directory) / "trusted")
+    stranger, _ = self_signed(Path(directory) / "other")
+    os.environ["SSL_CERT_FILE"] = str(cert)
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
+    transport = Publisher("memory://", generate_secret()).transport
+    with RawServer(lambda n, head, body: answer, tls=context) as server:
+        assert server.url.startswith("https://")
+        for _ in range(2):
+            assert transport.post(server.url, {"webhook-id": "msg_1"}, b"{}", 2).status == 200
+        assert server.connections == 1 and len(server.requests) == 2
+    with RawServer(lambda n, head, body: answer, tls=stranger) as server:
+        try:
+            transport.post(server.url, {"webhook-id": "msg_1"}, b"{}", 2)
+        except TransportError as exc:
+            assert exc.kind == "error" and server.requests == [], exc
+        else:
+            raise AssertionError("an untrusted certificate was accepted")
+    print("ok")
 
 
 def test_a_timed_out_send_gives_its_pooled_connection_back():
@@ -576,11 +642,8 @@ def test_the_blocking_publishers_submit_refuses_greenlet_threads():
 
 def scenario_submit_refused() -> None:
     # Its loop thread would be a greenlet; the gevent Publisher is the one to use.
-    import skyhooks._publisher
     from skyhooks import Publisher, SkyhooksError
 
-    # Every notify() queued: the queue's waits are greenlets' waits here.
-    skyhooks._publisher.INLINE_NOTIFIES = 0
     with Publisher("memory://", generate_secret()) as publisher:
         try:
             publisher.submit(A42, 1)

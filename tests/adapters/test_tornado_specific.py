@@ -1,21 +1,24 @@
-"""What only the Tornado adapter has: both AsyncHTTPClient implementations, the streaming
-handler's early refusals, and the registry's own executor and lazy loop binding.
+"""What only the Tornado adapter has: its transport over both AsyncHTTPClient
+implementations, and the two endpoints' streaming and early refusals.
 
-The shared scenarios are in ``test_behaviour.py``; these run in-process, on real
-sockets on 127.0.0.1, each test in a fresh ``asyncio.run`` loop.
+The shared scenarios are in ``test_behaviour.py``, the Registry's and the asyncio
+Publisher's hooks in ``tests/test_asyncio.py``; these run in-process, on real sockets
+on 127.0.0.1, each test in a fresh ``asyncio.run`` loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import logging
+import multiprocessing
+import os
+import shutil
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,33 +26,35 @@ import pytest
 pytest.importorskip("tornado")
 
 from tornado.httpserver import HTTPServer
-from tornado.httputil import HTTPHeaders
 from tornado.netutil import bind_sockets
 from tornado.simple_httpclient import SimpleAsyncHTTPClient
 from tornado.web import Application
 
 from skyhooks import Message, Topic, generate_secret
-from skyhooks.core.wire import Signer
+from skyhooks.core.errors import TransportError
 from skyhooks.core.stores.memory import MemoryStore
+from skyhooks.core.wire import Signer
 from skyhooks.tornado import Publisher, Registry, WebhookDelegate, WebhookHandler
-from skyhooks.tornado._headers import core_headers
+from tests.support.raw_http import RawServer, hanging_server, self_signed
 from tests.support.receiver import Receiver, refused_url
 
 A42 = {"account_id": 42}
 T42 = Topic("account_id", "42")
 
-# None: skyhooks' own HTTP/1.1 client (the default); then Tornado's, through client_class.
-CLIENTS: list[Any] = [None, SimpleAsyncHTTPClient]
 try:
     from tornado.curl_httpclient import CurlAsyncHTTPClient
+except ImportError:  # a visible skip, below
+    CurlAsyncHTTPClient = None
 
-    CLIENTS.insert(1, CurlAsyncHTTPClient)
-except ImportError:  # pragma: no cover - pycurl is in the test environment
-    pass
-
-
-def client_id(client_class: Any) -> str:
-    return "Http1Pool" if client_class is None else client_class.__name__
+# Tornado's two clients: curl (the default, when pycurl imports), and its own.
+CLIENTS = [
+    pytest.param(
+        CurlAsyncHTTPClient,
+        id="CurlAsyncHTTPClient",
+        marks=pytest.mark.skipif(CurlAsyncHTTPClient is None, reason="pycurl is not installed"),
+    ),
+    pytest.param(SimpleAsyncHTTPClient, id="SimpleAsyncHTTPClient"),
+]
 
 
 def run(test: Callable[[], Awaitable[Any]]) -> Any:
@@ -75,8 +80,11 @@ async def serve(
     return server, sockets[0].getsockname()[1]
 
 
-async def raw_request(port: int, head: str, body: bytes = b"") -> tuple[int, dict[str, str], bytes]:
-    """Send *head* (request line and headers) and *body*; read one answer."""
+async def raw_request(
+    port: int, head: str, body: bytes = b"", closes: bool = False
+) -> tuple[int, dict[str, str], bytes]:
+    """Send *head* (request line and headers) and *body*; read one answer (and, if
+    *closes*, check that the server then closes the connection, saying so)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
     status_line = await reader.readline()
@@ -85,14 +93,144 @@ async def raw_request(port: int, head: str, body: bytes = b"") -> tuple[int, dic
         name, _, value = line.decode("latin-1").partition(":")
         headers[name.strip().lower()] = value.strip()
     payload = await reader.readexactly(int(headers.get("content-length", 0)))
+    if closes:
+        assert headers["connection"] == "close"
+        try:
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+        except ConnectionResetError:
+            pass  # closed with the unread body still in its buffer: as closed
     writer.close()
     return int(status_line.split()[1]), headers, payload
 
 
-# -- Publisher: both HTTP clients ------------------------------------------------------
+# -- Publisher: its transport over both of Tornado's clients ------------------------------
 
 
-@pytest.mark.parametrize("client_class", CLIENTS, ids=client_id)
+def test_the_default_client_is_curl_when_pycurl_imports() -> None:
+    if CurlAsyncHTTPClient is None:
+        pytest.skip("pycurl is not installed")
+    publisher = Publisher("memory://", generate_secret())
+    assert publisher.client_class is CurlAsyncHTTPClient
+    assert publisher.transport.client_class is CurlAsyncHTTPClient
+    assert publisher.transport.max_clients == publisher.concurrency
+    publisher.close()
+
+
+def test_publisher_needs_no_pycurl() -> None:
+    code = (
+        "import sys; sys.modules['pycurl'] = None\n"
+        "from skyhooks import generate_secret\n"
+        "from skyhooks.tornado import Publisher\n"
+        "print(Publisher('memory://', generate_secret()).client_class.__name__)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "SimpleAsyncHTTPClient", result.stderr
+
+
+@pytest.mark.parametrize("client_class", CLIENTS)
+def test_the_transport_maps_failures_below_http_and_passes_every_status(client_class: Any) -> None:
+    headers = {"content-type": "application/json", "webhook-id": "msg_1"}
+
+    async def post(url: str, timeout: float = 2) -> Any:
+        return await transport.post(url, headers, b'{"n":1}', timeout)
+
+    async def failure(url: str, timeout: float = 2) -> TransportError:
+        with pytest.raises(TransportError) as caught:
+            await post(url, timeout)
+        return caught.value
+
+    async def scenario() -> None:
+        refused = await failure(refused_url())
+        assert refused.kind == "refused", refused
+        sock, port = hanging_server()  # accepts (the kernel does), never answers
+        started = time.monotonic()
+        silent = await failure(f"http://127.0.0.1:{port}/hook", timeout=0.3)
+        assert silent.kind == "timeout" and time.monotonic() - started < 1.5, silent
+        sock.close()
+        with Receiver(script=[503, 410, 302, 200], headers={"Retry-After": "1", "Location": "/x"}) as r:
+            results = [await post(r.url) for _ in range(4)]
+            assert [result.status for result in results] == [503, 410, 302, 200]  # no redirect followed
+            assert results[0].headers["Retry-After"] == "1"
+            assert all(json.loads(result.body) == {"status": "ok", "notified": 1} for result in results)
+            assert len(r.requests) == 4 and r.requests[0]["body"] == b'{"n":1}'
+            sent = {name.lower(): value for name, value in r.requests[0]["headers"].items()}
+            assert (sent["webhook-id"], sent["content-type"]) == ("msg_1", "application/json")
+
+    publisher = Publisher(MemoryStore(), generate_secret(), client_class=client_class)
+    transport = publisher.transport
+    assert transport.client_class is client_class
+    try:
+        run(scenario)
+    finally:
+        publisher.close()
+
+
+@pytest.mark.parametrize("client_class", CLIENTS)
+def test_one_transport_serves_successive_loops_and_closes_after_them(client_class: Any) -> None:
+    """A publisher made once and used from successive loops (asyncio.run twice, a test's
+    loop per test): each loop gets a client of its own (another loop's would fail
+    with 'Event loop is closed'), and close() after the loops have ended does not raise."""
+    store = MemoryStore()
+    publisher = Publisher(store, generate_secret(), client_class=client_class)
+    with Receiver() as r:
+        store.add(r.url, {T42}, ttl=60)
+
+        async def notify() -> bool:
+            return (await publisher.notify(A42, None)).ok
+
+        assert asyncio.run(notify())
+        assert asyncio.run(notify())
+        assert len(r.requests) == 2
+    publisher.close()
+
+
+@pytest.mark.skipif(CurlAsyncHTTPClient is None, reason="pycurl is not installed")
+@pytest.mark.skipif(not hasattr(os, "fork") or not shutil.which("openssl"), reason="no fork() or openssl")
+def test_a_forked_child_leaves_the_parents_connections_alone(tmp_path: Path) -> None:
+    """A child forked while the parent's loop runs (in a thread here) gets a client of
+    its own, and never closes the parent's: closing would end the parent's kept-alive
+    TLS connection too (curl says goodbye on it), costing the parent a new one."""
+
+    class Trusting(CurlAsyncHTTPClient):
+        def initialize(self, **options: Any) -> None:
+            super().initialize(defaults={"validate_cert": False}, **options)
+
+    store = MemoryStore()
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 28\r\n\r\n" + b'{"status":"ok","notified":1}'
+    loop = asyncio.new_event_loop()
+    running = threading.Thread(target=loop.run_forever)
+    running.start()
+    with RawServer(lambda n, head, body: answer, tls=self_signed(tmp_path)[0]) as server:
+        store.add(server.url, {T42}, ttl=60)
+        publisher = Publisher(store, generate_secret(), client_class=Trusting)
+
+        def notify() -> bool:
+            return asyncio.run_coroutine_threadsafe(publisher.notify(A42, None), loop).result(10).ok
+
+        def in_child() -> None:
+            async def deliver() -> bool:
+                return (await asyncio.wait_for(publisher.notify(A42, None), 5)).ok
+
+            answers.put(asyncio.run(deliver()))
+
+        try:
+            assert notify() and server.connections == 1
+            fork = multiprocessing.get_context("fork")
+            answers = fork.Queue()
+            child = fork.Process(target=in_child)
+            child.start()
+            assert answers.get(timeout=20) is True
+            child.join(10)
+            assert notify() and notify()
+            assert server.connections == 2  # the parent's, still alive, and the child's
+        finally:
+            loop.call_soon_threadsafe(publisher.close)
+            loop.call_soon_threadsafe(loop.stop)
+            running.join(10)
+            loop.close()
+
+
+@pytest.mark.parametrize("client_class", CLIENTS)
 def test_publisher_delivers_retries_and_maps_failures_with(client_class: Any) -> None:
     secret, store = generate_secret(), MemoryStore()
     got: list[Message] = []
@@ -115,10 +253,6 @@ def test_publisher_delivers_retries_and_maps_failures_with(client_class: Any) ->
             for other in (dead, flaky.url, hanging.url, gone.url):
                 store.add(other, {T42}, ttl=60)
             report = await publisher.notify(A42, {"n": 1})
-        if client_class is None:
-            assert publisher._http is not None and publisher._client is None
-        else:
-            assert isinstance(publisher._client, client_class)
         assert report.delivered == {url, flaky.url}
         assert report.failed[dead].startswith("refused: ")
         assert report.failed[hanging.url].startswith("timeout: ")
@@ -133,7 +267,7 @@ def test_publisher_delivers_retries_and_maps_failures_with(client_class: Any) ->
     run(scenario)
 
 
-@pytest.mark.parametrize("client_class", CLIENTS, ids=client_id)
+@pytest.mark.parametrize("client_class", CLIENTS)
 def test_publisher_bounds_concurrent_posts_with(client_class: Any) -> None:
     store, in_flight, peak = MemoryStore(), [0], [0]
     lock = threading.Lock()
@@ -173,18 +307,6 @@ def test_publisher_bounds_concurrent_posts_with(client_class: Any) -> None:
     assert elapsed >= 0.85  # three waves of 0.3 s
 
 
-def test_publisher_needs_no_pycurl() -> None:
-    code = (
-        "import sys; sys.modules['pycurl'] = None\n"
-        "from skyhooks import generate_secret\n"
-        "from skyhooks.tornado import Publisher\n"
-        "assert Publisher('memory://', generate_secret()).client_class is None\n"
-        "print('own client')\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert result.stdout.strip() == "own client", result.stderr
-
-
 def test_importing_without_tornado_names_the_extra() -> None:
     code = "import sys; sys.modules['tornado'] = None\nimport skyhooks.tornado\n"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -221,7 +343,7 @@ def test_oversized_declared_body_is_refused_before_100_continue(endpoint: str) -
             f"POST /skyhooks HTTP/1.1\nHost: x\nContent-Type: application/json\n"
             f"Content-Length: {registry.max_body_size + 1}\nExpect: 100-continue\n"
         )
-        status, headers, body = await raw_request(port, head)  # the body is never sent
+        status, headers, body = await raw_request(port, head, closes=True)  # the body is never sent
         assert status == 413
         assert headers["content-type"] == "application/json"
         assert json.loads(body) == {
@@ -242,7 +364,7 @@ def test_oversized_chunked_body_is_refused_once_it_passes_the_limit(endpoint: st
         head = (
             "POST /skyhooks HTTP/1.1\nHost: x\nContent-Type: application/json\nTransfer-Encoding: chunked\n"
         )
-        status, _, body = await raw_request(port, head, chunks)
+        status, _, body = await raw_request(port, head, chunks, closes=True)
         assert status == 413 and json.loads(body)["status"] == "error"
         assert got == []
 
@@ -314,22 +436,6 @@ def test_header_names_in_any_case_are_read_and_a_repeated_signature_is_refused(e
     _handler_scenario(check, endpoint)
 
 
-def test_core_headers_reads_the_four_and_content_length_and_joins_repeats() -> None:
-    headers = HTTPHeaders.parse(
-        "Host: x\r\nCONTENT-type: application/json\r\nwebhook-id: msg_1\r\nX-Other: 1\r\n"
-        "Webhook-Timestamp: 5\r\nContent-Length: 2\r\nwebhook-signature: v1,a\r\n"
-        "Webhook-Signature: v1,b\r\n"
-    )
-    assert core_headers(headers) == {
-        "content-type": "application/json",
-        "webhook-id": "msg_1",
-        "webhook-timestamp": "5",
-        "content-length": "2",
-        "webhook-signature": headers.get("webhook-signature"),  # "v1,a,v1,b", as Tornado joins them
-    }
-    assert core_headers(HTTPHeaders()) == {}
-
-
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
 def test_keep_alive_head_and_a_bug_answered_in_json(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
     async def check(port: int, registry: Registry, got: list[Message]) -> None:
@@ -369,89 +475,6 @@ def test_keep_alive_head_and_a_bug_answered_in_json(endpoint: str, monkeypatch: 
         assert [m.data for m in got] == [0, 1]
 
     _handler_scenario(check, endpoint)
-
-
-# -- Registry ----------------------------------------------------------------------------
-
-
-class SlowStore(MemoryStore):
-    """A real memory store whose writes take 0.3 s and note the thread they ran on."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.threads: list[str] = []
-
-    def renew(self, url: str, topics: Any, ttl: float) -> None:
-        self.threads.append(threading.current_thread().name)
-        time.sleep(0.3)
-        super().renew(url, topics, ttl)
-
-
-def test_registry_built_before_the_loop_binds_to_the_loop_that_runs_it() -> None:
-    store = SlowStore()
-    registry = Registry("http://127.0.0.1:9/skyhooks", store, SECRET)  # no loop exists yet
-    got: list[Message] = []
-
-    async def scenario() -> None:
-        registry.start()
-        ticks = 0
-
-        async def ticker() -> None:
-            nonlocal ticks
-            while True:
-                await asyncio.sleep(0.01)
-                ticks += 1
-
-        ticking = asyncio.ensure_future(ticker())
-        await registry.register(A42, got.append)
-        ticking.cancel()
-        assert ticks >= 15  # the loop kept running while the store took 0.3 s
-        assert store.lookup({T42}) == {registry.url: frozenset({T42})}
-        assert await registry.stop() is True
-
-    run(scenario)
-    assert store.threads and all(name.startswith("skyhooks-registry") for name in store.threads)
-
-
-def test_a_busy_default_executor_does_not_starve_store_calls() -> None:
-    async def scenario() -> None:
-        loop = asyncio.get_running_loop()
-        loop.set_default_executor(ThreadPoolExecutor(2))
-        blockers = [loop.run_in_executor(None, time.sleep, 1) for _ in range(4)]  # 2 s of queue
-        registry = Registry("http://127.0.0.1:9/skyhooks", "memory://", SECRET)
-        registry.start()
-        started = time.monotonic()
-        await registry.register(A42, print)
-        assert time.monotonic() - started < 1
-        await registry.stop()
-        await asyncio.gather(*blockers)
-
-    run(scenario)
-
-
-def test_async_callbacks_run_and_their_errors_are_logged(caplog: pytest.LogCaptureFixture) -> None:
-    seen: list[str] = []
-
-    async def fine(message: Message) -> None:
-        await asyncio.sleep(0)
-        seen.append(message.id)
-
-    async def failing(message: Message) -> None:
-        await asyncio.sleep(0)
-        raise RuntimeError("async callback fails on purpose")
-
-    async def scenario() -> None:
-        registry = Registry("http://127.0.0.1:9/skyhooks", "memory://", SECRET)
-        registry.register(A42, fine)
-        registry.register(A42, failing)
-        assert registry.dispatch(Message(keys=A42, data=None, id="msg_1")) == 2
-        await asyncio.sleep(0.05)
-        assert seen == ["msg_1"]
-        assert not registry._tasks  # finished tasks are let go
-
-    with caplog.at_level(logging.ERROR, logger="skyhooks.tornado"):
-        run(scenario)
-    assert any("async callback fails on purpose" in str(r.exc_info) for r in caplog.records)
 
 
 def _retry(**fields: Any) -> Any:

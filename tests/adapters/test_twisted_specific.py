@@ -38,11 +38,13 @@ from twisted.web.pages import notFound
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET, Site
 from twisted.web.test.requesthelper import DummyChannel
+from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from skyhooks import IHookStore, Message, RetryPolicy, StoreError, Topic, generate_secret
-from skyhooks.core.wire import Signer
+from skyhooks.core.delivery import HTTPResult, ITransport
 from skyhooks.core.stores.memory import MemoryStore
+from skyhooks.core.wire import Signer
 from skyhooks.twisted import Publisher, Registry, WebhookRequest, WebhookResource
 
 SECRET = generate_secret()
@@ -111,7 +113,7 @@ class RegistryOnAClockTests(SynchronousTestCase):
         verifyObject(IHookStore, registry.store)
         verifyObject(IHookStore, publisher.store)
         verifyObject(IResource, WebhookResource(registry))
-        verifyObject(IRequest, WebhookRequest(DummyChannel()))
+        verifyObject(IRequest, WebhookRequest.for_registry(registry)(DummyChannel()))
 
     def test_renews_every_third_of_the_ttl(self) -> None:
         store = RecordingStore(self.clock)
@@ -252,6 +254,41 @@ def test_lane_waiters_fire_at_once_and_never_nested() -> None:
     assert len(depths) == 1, sorted(depths)[:3]
 
 
+def test_a_lanes_next_batch_takes_the_messages_its_last_reply_set_going() -> None:
+    """16 callers in a loop, one POST in flight: once the loop runs, every POST
+    carries all 16 messages. Without lingering, the lead handed the lane with a
+    reply would leave before the callers answered by it send again: POSTs of 1 and 15."""
+    clock, carried = FakeReactor(), []
+
+    @implementer(ITransport)
+    class Delayed:  # replies a millisecond later, on the clock
+        def post(self, url: str, headers: Any, body: bytes, timeout: float) -> Deferred[HTTPResult]:
+            count = body.count(b'"id"') or 1
+            carried.append(count)
+            answer = b'{"status":"ok","notified":%d,"results":[%s]}' % (count, b",".join([b"1"] * count))
+            return deferLater(clock, 0.001, HTTPResult, 200, {}, answer)
+
+        def close(self) -> None:
+            pass
+
+    store = MemoryStore()
+    store.add(URL, {T42}, ttl=60)
+    publisher = Publisher(
+        store, SECRET, transport=Delayed(), reactor=clock, threadpool=InlineThreadPool(), max_in_flight=1
+    )
+    sent = [0]
+
+    def again(_: Any) -> None:
+        if sent[0] < 800:
+            sent[0] += 1
+            publisher.notify(A42, sent[0]).addCallback(again)
+
+    for _ in range(16):
+        again(None)
+    clock.pump([0.001] * 100)
+    assert len(carried) > 40 and set(carried[1:-1]) == {16}, carried[:8]
+
+
 class InMemoryRoundTripTests(SynchronousTestCase):
     """Publisher -> StubTreq -> WebhookResource -> callbacks, with no socket and no thread."""
 
@@ -352,10 +389,12 @@ class RealSocketTests(TestCase):
     def serve(self, store: Any, **options: Any) -> Registry:
         """A registry for a fresh port, its WebhookResource served there."""
         root = Resource()
-        port = reactor.listenTCP(0, Site(root, requestFactory=WebhookRequest), interface="127.0.0.1")
+        site = Site(root)
+        port = reactor.listenTCP(0, site, interface="127.0.0.1")
         self.addCleanup(port.stopListening)
         registry = Registry(f"http://127.0.0.1:{port.getHost().port}/skyhooks", store, SECRET, **options)
         root.putChild(b"skyhooks", WebhookResource(registry))
+        site.requestFactory = WebhookRequest.for_registry(registry)
         return registry
 
     def publisher(self, store: Any, **options: Any) -> Publisher:
@@ -385,9 +424,7 @@ class RealSocketTests(TestCase):
         store = MemoryStore()
         for url in (hanging, refused):
             store.add(url, {T42}, ttl=60)
-        publisher = self.publisher(
-            store, retry=RetryPolicy(attempts=2, backoff=0.01, deadline=3, timeout=0.3)
-        )
+        publisher = self.publisher(store, retry=RetryPolicy(attempts=2, backoff=0.01, deadline=3, timeout=1))
         report = await publisher.notify(A42, "x")
         self.assertTrue(report.failed[refused].startswith("refused"), report.failed)
         self.assertTrue(report.failed[hanging].startswith("timeout"), report.failed)

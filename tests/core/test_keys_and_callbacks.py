@@ -134,3 +134,15 @@ def test_topic_is_a_hashable_ordered_value():
     assert {topic: 1}[Topic("account_id", "42")] == 1
     with pytest.raises(AttributeError):
         topic.name = "other"  # type: ignore[misc]
+
+
+def test_a_backlog_groups_what_queues_while_drains_run():
+    from skyhooks.core.delivery import Backlog
+
+    backlog: Backlog[int] = Backlog(most=1, size=3)
+    groups: list[list[int]] = []
+    assert backlog.put(0) is True  # nobody drains: the caller must start one
+    assert backlog.put(1) is False and backlog.put(2) is False and backlog.put(3) is False
+    backlog.drain(groups.append)
+    assert groups == [[0, 1, 2], [3]] and len(backlog) == 0
+    assert backlog.put(4) is True  # the drain ended with the queue: the next put starts one

@@ -15,8 +15,8 @@ import pytest
 
 from skyhooks import Message, StoreError, Topic
 from skyhooks.core import BaseRegistry, SkyhooksError
-from skyhooks.core.wire import Signer
 from skyhooks.core.stores.memory import MemoryStore
+from skyhooks.core.wire import Signer
 
 URL = "http://127.0.0.1:8001/skyhooks"
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

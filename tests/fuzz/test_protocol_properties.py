@@ -49,7 +49,7 @@ def utf8_ok(text: str) -> bool:
 
 
 def keys_are_valid(keys) -> bool:
-    """The rules of DESIGN.md, written again independently of skyhooks.core.keys."""
+    """The key rules of docs/protocol.md, written again independently of skyhooks.core.keys."""
     if not isinstance(keys, dict) or not 1 <= len(keys) <= MAX_KEYS:
         return False
     for name, value in keys.items():

@@ -5,7 +5,7 @@ carries, so one POST per message caps delivery at a few thousand messages a
 second per instance. A publisher therefore keeps at most ``limit`` POSTs in
 flight to each URL (its *lane*); a message for a URL whose lane is full waits in
 the lane's queue, and when a POST finishes, everything queued leaves as one
-batch (the wire's batch extension, see :mod:`skyhooks.core.protocol`). When the
+batch (the wire's batch extension, ``docs/protocol.md``). When the
 lane has room a message goes at once, alone, exactly as without coalescing: the
 batching costs no latency at low rates and appears only under load, the way a
 database's group commit does.
@@ -18,6 +18,10 @@ and the work of sending is spread over the callers that wait for it.
 Everything here runs inside delivery flows (see :mod:`.effects`), so every
 publisher shares it: it is skyhooks' one coalescer. A lock guards the lanes for the blocking
 publisher's threads; it is never held across a ``yield``.
+
+A publisher that queues whole messages rather than waiting for each one
+(``Publisher.submit``) puts a :class:`Backlog` in front: what queues while a
+notification runs leaves as the next one, with one lookup for all of it.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from ..forks import reset_in_child
 from ..wire import MAX_BATCH, EncodedMessage, OutgoingMessage
@@ -34,7 +38,9 @@ from .batches import BATCH_BYTES, weight
 from .effects import Flow, Wait
 from .retry import DeliveryOutcome, RetryPolicy, counts_of, deliver
 
-__all__ = ["Coalescer"]
+__all__ = ["Backlog", "Coalescer"]
+
+T = TypeVar("T")
 
 #: What one caller gets back: per message it handed in, the outcome of the POST
 #: that carried it and the callbacks it ran there (None for a duplicate).
@@ -61,13 +67,27 @@ class _Lane:
 
 
 class Coalescer:
-    """Per-URL lanes of at most *limit* POSTs in flight (see the module docs)."""
+    """Per-URL lanes of at most *limit* POSTs in flight (see the module docs).
 
-    def __init__(self, limit: int, new_waiter: Callable[[], tuple[Any, Callable[[Any], None]]]) -> None:
+    ``linger()``, if given, returns a waiter (as *new_waiter*'s) or None. A lead
+    waits for it before sending, then takes along what queued meanwhile. For a
+    publisher whose waiters fire at once, in order (Twisted's): when a POST
+    ends, the next lead's waiter and the batch's callers are resolved together,
+    and a waiter resolved after them lets the lead take the messages those
+    callers send next, which would otherwise make a POST of their own.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        new_waiter: Callable[[], tuple[Any, Callable[[Any], None]]],
+        linger: Callable[[], Any] | None = None,
+    ) -> None:
         if limit < 1:
             raise ValueError("limit must be at least 1")
         self.limit = limit
         self._new_waiter = new_waiter
+        self._linger = linger
         self._lanes: dict[str, _Lane] = {}
         self._lock = threading.Lock()
         reset_in_child(self)
@@ -106,6 +126,15 @@ class Coalescer:
                 raise
             if answer is not _LEAD:
                 return answer  # type: ignore[no-any-return]
+        lingering = self._linger() if self._linger is not None else None
+        if lingering is not None:
+            try:
+                yield Wait(lingering)
+            except BaseException:
+                self._abandon(url, lane, ticket)
+                raise
+            with self._lock:
+                self._take_queued(lane, ticket.batch)
         return (yield from self._send(url, lane, ticket, request_for, policy))
 
     def _send(
@@ -153,8 +182,18 @@ class Coalescer:
                 del self._lanes[url]
             return None
         batch = [lane.queue.popleft()]
-        size = weight(batch[0].messages)
-        count = len(batch[0].messages)
+        self._take_queued(lane, batch)
+        lead = batch[0]
+        lead.state, lead.batch = "lead", batch
+        resolve = lead.resolve
+        assert resolve is not None
+        return lambda: resolve(_LEAD)
+
+    @staticmethod
+    def _take_queued(lane: _Lane, batch: list[_Ticket]) -> None:
+        """With the lock held: move queued tickets into *batch* while it stays within a batch's bounds."""
+        size = sum(weight(t.messages) for t in batch)
+        count = sum(len(t.messages) for t in batch)
         while lane.queue:
             following = lane.queue[0]
             more = weight(following.messages)
@@ -162,11 +201,6 @@ class Coalescer:
                 break
             batch.append(lane.queue.popleft())
             size, count = size + more, count + len(following.messages)
-        lead = batch[0]
-        lead.state, lead.batch = "lead", batch
-        resolve = lead.resolve
-        assert resolve is not None
-        return lambda: resolve(_LEAD)
 
     def _abandon(self, url: str, lane: _Lane, ticket: _Ticket) -> None:
         """*ticket*'s caller stopped waiting (cancelled, killed): keep the lane moving."""
@@ -186,3 +220,49 @@ class Coalescer:
             handoff = self._next_lead(url, lane)
         if handoff is not None:
             handoff()
+
+
+class Backlog(Generic[T]):
+    """The coalescer's first stage, for a publisher that queues whole messages
+    (``Publisher.submit``): what is queued while up to *most* drains run leaves
+    as one notification (one store lookup, then the lanes above), up to
+    *size* messages at a time. At low rates a drain takes one message, at once.
+
+    Framework-free: :meth:`put` says when the caller must start a drain, and
+    the caller runs :meth:`drain` wherever its idiom runs work (a thread, a
+    task). Thread-safe.
+    """
+
+    def __init__(self, most: int = 2, size: int = MAX_BATCH) -> None:
+        self.most, self.size = most, size
+        self._after_fork()
+        reset_in_child(self)
+
+    def _after_fork(self) -> None:
+        # A forked child has none of its parent's drains running, nor its queue's owners.
+        self._lock = threading.Lock()
+        self._queue: deque[T] = deque()
+        self._draining = 0
+
+    def put(self, item: T) -> bool:
+        """Queue *item*; True when the caller must start a :meth:`drain`."""
+        with self._lock:
+            self._queue.append(item)
+            if self._draining < self.most:
+                self._draining += 1
+                return True
+            return False
+
+    def drain(self, handle: Callable[[list[T]], None]) -> None:
+        """``handle(group)`` for each group queued, until the queue is empty. *handle* must not raise."""
+        while True:
+            with self._lock:
+                if not self._queue:
+                    self._draining -= 1
+                    return
+                take = min(self.size, len(self._queue))
+                group = [self._queue.popleft() for _ in range(take)]
+            handle(group)
+
+    def __len__(self) -> int:
+        return len(self._queue)

@@ -114,5 +114,3 @@ async def run_async(flow: Flow[T], perform: Callable[[Effect], Awaitable[Any]]) 
         except BaseException:  # cancelled: let the flow clean up before we go
             flow.close()
             raise
-
-

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-
 from typing import Protocol
 
 from ..keys import Topic
@@ -52,9 +51,7 @@ def notify_flow(
     """
     single = len(messages) == 1
     wanted = messages[0].topics if single else frozenset().union(*(m.topics for m in messages))
-    targets: Mapping[str, frozenset[Topic]] = yield Call(
-        store.lookup, (wanted,), store.lookup_nowait
-    )
+    targets: Mapping[str, frozenset[Topic]] = yield Call(store.lookup, (wanted,), store.lookup_nowait)
     if not targets:  # nobody listens: nothing to send, prune or drop
         return [DeliveryReport(message_id=m.id) for m in messages]
     routes: dict[str, list[int]]  # url -> indexes of the messages it gets

@@ -120,8 +120,6 @@ def deliver(
     return DeliveryOutcome(url, False, reason=f"{reason} after {tries}", gone=gone)
 
 
-
-
 def counts_of(outcome: DeliveryOutcome, sent: int) -> list[int | None]:
     """Callbacks run per message sent to one URL; None for a duplicate."""
     if sent == 1:

@@ -69,4 +69,5 @@ def open_store(store: Any) -> HookStore:
             f"the {scheme} store needs a driver that is not installed ({exc.name or exc}): "
             f"pip install 'skyhooks[{extra}]'"
         ) from exc
-    return getattr(module, class_name).from_url(store)
+    opened: HookStore = getattr(module, class_name).from_url(store)
+    return opened

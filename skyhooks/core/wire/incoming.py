@@ -25,7 +25,7 @@ from ..errors import (
 from ..keys import Topic, checked_topics
 from ..values import Message, trusted_message
 from .outgoing import MAX_BATCH
-from .signing import MAX_ID_LENGTH, decode_secret, verify
+from .signing import MAX_ID_LENGTH, SigningKey, verify
 
 __all__ = ["DEFAULT_MAX_BODY_SIZE", "REQUEST_HEADERS", "ParsedMessage", "ParsedRequest", "Verifier"]
 
@@ -70,21 +70,31 @@ class Verifier:
     ) -> None:
         if max_body_size < 1:
             raise ValueError("max_body_size is a number of bytes, at least 1")
-        self._key = decode_secret(secret)
+        self._key = SigningKey(secret)
         self.max_body_size = max_body_size
         self._clock = clock
 
     def parse(self, method: str, headers: Mapping[str, str], body: bytes) -> ParsedRequest:
         """Verify and decode one request; *headers* may use any case."""
-        if method.upper() != "POST":
+        if method != "POST" and method.upper() != "POST":
             raise MethodNotAllowed(f"method {method} not allowed; webhooks are POSTed")
         if len(body) > self.max_body_size:
             raise PayloadTooLarge(f"body of {len(body)} bytes is over the limit of {self.max_body_size}")
-        lower = headers if all(name.islower() for name in headers) else {k.lower(): v for k, v in headers.items()}
-        media_type = (lower.get("content-type") or "").split(";", 1)[0].strip().lower()
-        if media_type != "application/json":
-            raise UnsupportedMediaType(f"content-type must be application/json, not {media_type or 'missing'!r}")
-        message_id, timestamp, signature = (lower.get(name) for name in _SIGNATURE_HEADERS)
+        get = headers.get
+        media_type = get("content-type")
+        message_id = get("webhook-id")
+        timestamp = get("webhook-timestamp")
+        signature = get("webhook-signature")
+        if media_type is None or message_id is None or timestamp is None or signature is None:
+            # Names in other cases (the adapters' readers pass lower case, and only these four).
+            lower = {name.lower(): value for name, value in headers.items()}
+            media_type, message_id, timestamp, signature = (lower.get(name) for name in REQUEST_HEADERS)
+        if media_type != "application/json":  # the usual value needs no parsing
+            media_type = (media_type or "").split(";", 1)[0].strip().lower()
+            if media_type != "application/json":
+                raise UnsupportedMediaType(
+                    f"content-type must be application/json, not {media_type or 'missing'!r}"
+                )
         if not (message_id and timestamp and signature):
             given = dict(zip(_SIGNATURE_HEADERS, (message_id, timestamp, signature), strict=True))
             missing = [name for name, value in given.items() if not value]

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import InvalidDataError
 from ..keys import Keys, Topic, checked_topics
-from .signing import decode_secret, sign
+from .signing import SigningKey, sign
 
 __all__ = ["MAX_BATCH", "EncodedMessage", "OutgoingMessage", "Signer"]
 
@@ -78,7 +78,7 @@ class Signer:
     """Builds signed requests. Thread-safe (it holds only the key)."""
 
     def __init__(self, secret: str | bytes) -> None:
-        self._key = decode_secret(secret)
+        self._key = SigningKey(secret)
 
     def encode(self, keys: Keys, data: Any, *, message_id: str | None = None) -> EncodedMessage:
         """Validate and encode one message, without signing it.

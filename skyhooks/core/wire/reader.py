@@ -42,7 +42,17 @@ RequestHandler = Callable[[str, Mapping[str, str], bytes], Response]
 class RequestReader:
     """One request's reading; see the module's docs. Not thread-safe (one request, one reader)."""
 
-    __slots__ = ("_chunks", "_done", "_handle", "_headers", "_limit", "_size", "method", "refusal")
+    __slots__ = (
+        "_chunks",
+        "_done",
+        "_handle",
+        "_headers",
+        "_limit",
+        "_size",
+        "declared",
+        "method",
+        "refusal",
+    )
 
     def __init__(self, handle: RequestHandler, max_body_size: int, method: str, header: HeaderGetter) -> None:
         self._handle = handle
@@ -51,9 +61,10 @@ class RequestReader:
         self._headers = {name: value for name in REQUEST_HEADERS if (value := header(name)) is not None}
         self._chunks: list[bytes] = []
         self._size = 0
+        #: The body's declared length (``Content-Length``), or None when absent or malformed.
+        self.declared = declared = self.declared_length(header("content-length"))
         #: The 413 to answer before reading the body, when its declared length is over the limit.
         self.refusal: Response | None = None
-        declared = self.declared_length(header("content-length"))
         if declared is not None and declared > max_body_size:
             self.refusal = self._too_large(declared)
         self._done = self.refusal is not None

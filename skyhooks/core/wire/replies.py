@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,21 +28,27 @@ class Response:
     #: was left unread, and its bytes would be taken for the next request.
     close: bool = False
 
-    @property
-    def header_pairs(self) -> list[tuple[str, str]]:
+    @functools.cached_property
+    def header_pairs(self) -> tuple[tuple[str, str], ...]:
         """The headers with ``Content-Length`` (and ``Connection: close`` when
-        :attr:`close`), as ``(name, value)`` pairs: WSGI's and ASGI's shape."""
-        pairs = [*self.headers.items(), ("Content-Length", str(len(self.body)))]
-        if self.close:
-            pairs.append(("Connection", "close"))
-        return pairs
+        :attr:`close`), as ``(name, value)`` pairs: WSGI's and ASGI's shape.
+        Made once per response (the usual answers are shared ones); copy it
+        into a list where a server wants to add to it."""
+        pairs = (*self.headers.items(), ("Content-Length", str(len(self.body))))
+        return (*pairs, ("Connection", "close")) if self.close else pairs
 
 
 def ok_response(notified: int, *, duplicate: bool = False) -> Response:
     """``200 {"status":"ok","notified":N}`` (``"duplicate":true`` for a message seen before)."""
     if duplicate:
         return Response(200, b'{"status":"ok","notified":%d,"duplicate":true}' % notified)
+    if 0 <= notified < len(_OK):
+        return _OK[notified]
     return Response(200, b'{"status":"ok","notified":%d}' % notified)
+
+
+# Every usual request gets one of these: made once, shared (a Response is frozen).
+_OK = [Response(200, b'{"status":"ok","notified":%d}' % n) for n in range(16)]
 
 
 def error_response(error: RequestError, *, close: bool = False) -> Response:

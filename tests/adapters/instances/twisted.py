@@ -119,10 +119,11 @@ def main() -> None:
     args = parse_args(__doc__ or "")
     recorder = Recorder()
     root = Resource()
-    site = Site(root, requestFactory=WebhookRequest)  # early 413s
+    site = Site(root)
     port = reactor.listenTCP(args.port, site, interface="127.0.0.1").getHost().port
     store = open_store(args.store)  # one store object, so memory:// is shared with the publisher
     registry = Registry(f"http://127.0.0.1:{port}/skyhooks", store, args.secret, ttl=args.ttl)
+    site.requestFactory = WebhookRequest.for_registry(registry)  # early 413s
     root.putChild(b"skyhooks", WebhookResource(registry))
     root.putChild(b"control", Control(registry, store, args.secret, recorder))
     LoopingCall(recorder.tick).start(Recorder.TICK)

@@ -1,9 +1,4 @@
-"""The publisher hooks for an asyncio loop, shared by the Tornado publisher and
-the blocking publisher's background loop (:meth:`skyhooks.Publisher.submit`).
-
-asyncio is the standard library's, not a framework: Tornado runs on it, and a
-blocking program gets one in a thread of its own (``skyhooks/_background.py``).
-"""
+"""The asyncio publisher: the core's delivery flow on the running loop."""
 
 from __future__ import annotations
 
@@ -12,27 +7,28 @@ from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ._asyncio_http import Http1Pool
-from .core import BasePublisher
-from .core.delivery import Gather, HTTPResult, Send, run_async
-from .core.forks import reset_in_child
-from .core.keys import Keys
-from .core.values import DeliveryReport
+from ..core import BasePublisher, ConfigurationError
+from ..core.delivery import Gather, run_async
+from ..core.forks import reset_in_child
+from ..core.keys import Keys
+from ..core.values import DeliveryReport
+from ._registry import new_waiter
 
-__all__ = ["AsyncioPublisher"]
+__all__ = ["Publisher"]
 
 
-class AsyncioPublisher(BasePublisher):
-    """``report = await publisher.notify(keys, data)`` on the running asyncio loop.
+class Publisher(BasePublisher):
+    """Publish to every instance listening for a message's keys: ``report = await publisher.notify(...)``.
 
-    Requests go over skyhooks' own HTTP/1.1 keep-alive client on asyncio
-    streams (``skyhooks/_asyncio_http.py``); store calls that would block go
-    to a small thread pool of the publisher's own.
+    It has no HTTP client of its own yet: pass ``transport=``, an
+    :class:`~skyhooks.core.delivery.ITransport` whose ``post`` returns an
+    awaitable, or use :class:`skyhooks.tornado.Publisher`, which sends with
+    Tornado's ``AsyncHTTPClient``. Store calls that would block the loop go to
+    a small thread pool of the publisher's own.
     """
 
     def __init__(self, store: Any, secret: str | bytes, **options: Any) -> None:
         super().__init__(store, secret, **options)
-        self._http = Http1Pool(self.concurrency)
         self._executor = self._new_executor()
         reset_in_child(self)
 
@@ -41,11 +37,15 @@ class AsyncioPublisher(BasePublisher):
         return ThreadPoolExecutor(max_workers=4, thread_name_prefix="skyhooks-publisher")
 
     def _after_fork(self) -> None:
-        # A forked child (tornado.process.fork_processes after a notify, say) has
-        # none of the pool's threads, but the executor counts them as idle and
-        # would start none: every store call would wait for ever. (The pool's
-        # idle connections reset themselves: core/http1.py.)
+        # A forked child has none of the pool's threads, but the executor counts
+        # them as idle and would start none: every store call would wait for ever.
         self._executor = self._new_executor()
+
+    def _default_transport(self) -> Any:
+        raise ConfigurationError(
+            "skyhooks.asyncio.Publisher has no HTTP client of its own: pass transport= "
+            "(an ITransport), or use skyhooks.tornado.Publisher"
+        )
 
     async def notify(self, keys: Keys, data: Any) -> DeliveryReport:
         """Deliver *data* to every callback listening for any of *keys*."""
@@ -57,10 +57,9 @@ class AsyncioPublisher(BasePublisher):
         return await run_async(self._flow(messages), self._perform)
 
     def close(self) -> None:
-        """Close pooled connections and store worker threads (and the store, if opened here)."""
-        self._http.close()
+        """Close the transport and the store worker threads (and the store, if opened here)."""
         self._executor.shutdown(wait=False)
-        self._close_store()
+        self._close()
 
     def _call(self, fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
         return asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -74,13 +73,7 @@ class AsyncioPublisher(BasePublisher):
         return asyncio.sleep(seconds)
 
     def _new_waiter(self) -> tuple[asyncio.Future[Any], Callable[[Any], None]]:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-
-        def resolve(value: Any) -> None:
-            if not future.done():  # a cancelled caller's future stays cancelled
-                future.set_result(value)
-
-        return future, resolve
+        return new_waiter(asyncio.get_running_loop())
 
     async def _gather(self, gather: Gather) -> list[Any]:
         results: list[Any] = [None] * len(gather.flows)
@@ -93,6 +86,3 @@ class AsyncioPublisher(BasePublisher):
         workers = min(gather.limit, len(gather.flows))
         await (worker() if workers == 1 else asyncio.gather(*(worker() for _ in range(workers))))
         return results
-
-    async def _send(self, send: Send) -> HTTPResult:
-        return await self._http.post(send.url, send.headers, send.body, send.timeout)

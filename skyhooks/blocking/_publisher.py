@@ -1,0 +1,139 @@
+"""``skyhooks.Publisher``: the blocking publisher, for code with no event loop."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from ..core.delivery import Backlog, run_sync
+from ..core.errors import SkyhooksError
+from ..core.forks import reset_in_child
+from ..core.keys import Keys
+from ..core.publisher import SyncPublisher
+from ..core.values import DeliveryReport
+from ..core.wire import EncodedMessage
+from ._transport import Urllib3Transport
+
+__all__ = ["Publisher"]
+
+
+class Publisher(SyncPublisher):
+    """Publish to every instance listening for a message's keys, and report.
+
+    >>> publisher = Publisher(store="sqlite:////var/lib/app/hooks.db", secret="whsec_...")
+    >>> report = publisher.notify({"account_id": 42}, {"progress": 100})
+    >>> report.delivered, report.failed, report.notified
+
+    Thread-safe: one publisher serves every thread of a process. ``notify``
+    runs in the calling thread and sends over urllib3; fan-out to several
+    instances runs in ``concurrency`` threads of its own. Messages for a busy
+    instance, from any thread, leave together in its next POST (see
+    ``max_in_flight``). Bad keys or data raise ``ValueError``, and a store that
+    cannot be read :class:`skyhooks.StoreError`, before anything is sent;
+    every other failure is in the report. ``max_pending`` bounds :meth:`submit`.
+    """
+
+    def __init__(self, store: Any, secret: str | bytes, *, max_pending: int = 1000, **options: Any) -> None:
+        if max_pending < 1:
+            raise ValueError("max_pending must be at least 1")
+        super().__init__(store, secret, **options)
+        self.max_pending = max_pending
+        self._after_fork()
+        reset_in_child(self)
+
+    def _after_fork(self) -> None:
+        # Also in a forked child, which has none of its parent's threads (an
+        # executor counting dead workers as idle would never start one) and
+        # must not wait on a lock one of them held.
+        self._lock = threading.Lock()
+        self._executors: dict[str, ThreadPoolExecutor] = {}
+        self._pending = threading.BoundedSemaphore(self.max_pending)
+        self._backlog: Backlog[tuple[EncodedMessage, Future[DeliveryReport]]] = Backlog()
+
+    def _default_transport(self) -> Urllib3Transport:
+        return Urllib3Transport(self.concurrency)
+
+    def submit(self, keys: Keys, data: Any) -> Future[DeliveryReport]:
+        """Start delivering *data* to every callback listening for any of *keys*,
+        and return at once: a ``concurrent.futures.Future`` of the report.
+
+        Submissions queue, and worker threads of the publisher's deliver what
+        queued as one notification (one store lookup, one POST per instance: a
+        batch), at most two at once, so one thread sending thousands of
+        messages pays about what ``notify_many`` costs; a submission alone goes
+        at once. Each still gets its own id and report. Bad keys or data raise
+        here; a store that cannot be read fails the future with
+        :class:`skyhooks.StoreError`. Waits while ``max_pending`` submissions
+        are unfinished. :meth:`close`, or the interpreter's exit, waits for
+        every submission to finish.
+        """
+        if _greenlets_as_threads():
+            raise SkyhooksError(
+                "Publisher.submit needs real threads, and gevent has patched threading: "
+                "use skyhooks.gevent.Publisher, whose notify blocks only the calling greenlet"
+            )
+        encoded = self._signer.encode(keys, data)  # bad input raises here, in the caller
+        pending = self._pending
+        pending.acquire()
+        future: Future[DeliveryReport] = Future()
+        future.add_done_callback(lambda _: pending.release())
+        if self._backlog.put((encoded, future)):
+            try:
+                self._executor("submit").submit(self._backlog.drain, self._deliver)
+            except RuntimeError:  # the interpreter is exiting and takes no new work: deliver here
+                self._backlog.drain(self._deliver)
+        return future
+
+    def _deliver(self, group: list[tuple[EncodedMessage, Future[DeliveryReport]]]) -> None:
+        live = [(message, future) for message, future in group if future.set_running_or_notify_cancel()]
+        if not live:
+            return
+        try:
+            reports = run_sync(self._flow_of([message for message, _ in live]), self._perform)
+        except BaseException as exc:  # a store error, say: each submitter reads it from its future
+            for _, future in live:
+                future.set_exception(exc)
+        else:
+            for (_, future), report in zip(live, reports, strict=True):
+                future.set_result(report)
+
+    def close(self) -> None:
+        """Wait for what was submitted, then close worker threads and pooled
+        connections (and the store, if opened here)."""
+        for name in ("submit", "publish"):  # submissions first: they fan out in "publish"
+            with self._lock:
+                executor = self._executors.pop(name, None)
+            if executor is not None:
+                executor.shutdown(wait=True)
+        super().close()
+
+    def _map(self, fn: Callable[[Any], Any], items: Sequence[Any], limit: int) -> list[Any]:
+        # The pool has `concurrency` threads; Gather's limit is that same number.
+        pool, futures = self._executor("publish"), []
+        for item in items:
+            try:
+                futures.append(pool.submit(fn, item))
+            except RuntimeError:  # the interpreter is exiting and takes no new work: go on here
+                return [f.result() for f in futures] + [fn(rest) for rest in items[len(futures) :]]
+        return [f.result() for f in futures]
+
+    def _sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    def _executor(self, name: str) -> ThreadPoolExecutor:
+        with self._lock:
+            if name not in self._executors:
+                self._executors[name] = ThreadPoolExecutor(
+                    self.concurrency, thread_name_prefix=f"skyhooks-{name}"
+                )
+            return self._executors[name]
+
+
+def _greenlets_as_threads() -> bool:
+    """Whether gevent has monkey-patched threading (its threads are greenlets)."""
+    monkey = sys.modules.get("gevent.monkey")
+    return monkey is not None and bool(monkey.is_module_patched("threading"))
