@@ -3,12 +3,9 @@ real sockets on 127.0.0.1: a raw server that answers whatever bytes a case needs
 
 from __future__ import annotations
 
-import os
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from zope.interface.verify import verifyObject
@@ -16,7 +13,7 @@ from zope.interface.verify import verifyObject
 from skyhooks.blocking import Urllib3Transport
 from skyhooks.core.delivery import ITransport
 from skyhooks.core.errors import TransportError
-from tests.support.raw_http import RawServer, hanging_server, self_signed
+from tests.support.raw_http import RawServer, hanging_server, trusted_and_stranger
 from tests.support.receiver import refused_url
 
 HEADERS = {"content-type": "application/json", "webhook-id": "msg_1"}
@@ -173,23 +170,13 @@ def test_https_verifies_the_certificate(transport):
     """A certificate the system trusts (here through SSL_CERT_FILE) is accepted, over
     one kept-alive connection; one it does not trust is an error, and the request
     never leaves."""
-    with tempfile.TemporaryDirectory() as trusted, tempfile.TemporaryDirectory() as other:
-        context, cert = self_signed(Path(trusted))
-        stranger, _ = self_signed(Path(other))
-        saved = os.environ.get("SSL_CERT_FILE")
-        os.environ["SSL_CERT_FILE"] = str(cert)
-        try:
-            with RawServer(lambda n, head, body: reply(), tls=context) as server:
-                assert server.url.startswith("https://")
-                for _ in range(2):
-                    result = transport.post(server.url, HEADERS, b"{}", 2)
-                    assert (result.status, result.body) == (200, OK)
-                assert server.connections == 1 and len(server.requests) == 2
-            with RawServer(lambda n, head, body: reply(), tls=stranger) as server:
-                fails("error", transport, server.url)
-                assert server.requests == []
-        finally:
-            if saved is None:
-                del os.environ["SSL_CERT_FILE"]
-            else:
-                os.environ["SSL_CERT_FILE"] = saved
+    with trusted_and_stranger() as (context, stranger):
+        with RawServer(lambda n, head, body: reply(), tls=context) as server:
+            assert server.url.startswith("https://")
+            for _ in range(2):
+                result = transport.post(server.url, HEADERS, b"{}", 2)
+                assert (result.status, result.body) == (200, OK)
+            assert server.connections == 1 and len(server.requests) == 2
+        with RawServer(lambda n, head, body: reply(), tls=stranger) as server:
+            fails("error", transport, server.url)
+            assert server.requests == []

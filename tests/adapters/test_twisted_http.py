@@ -6,10 +6,7 @@ allows, and some it does not."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +21,7 @@ from zope.interface.verify import verifyObject
 from skyhooks.core.delivery import HTTPResult, ITransport
 from skyhooks.core.errors import TransportError
 from skyhooks.twisted import Publisher
-from tests.support.raw_http import RawServer, hanging_server, self_signed
+from tests.support.raw_http import RawServer, hanging_server, trusted_and_stranger
 from tests.support.receiver import refused_url
 
 HEADERS = {"content-type": "application/json", "webhook-id": "msg_1"}
@@ -146,21 +143,11 @@ class TreqTransportTests(TestCase):
         """A certificate the system trusts (here through SSL_CERT_FILE, read when the
         client first connects over TLS) is accepted, over one kept-alive connection;
         one it does not trust is an error, and the request never leaves."""
-        with tempfile.TemporaryDirectory() as trusted, tempfile.TemporaryDirectory() as other:
-            context, cert = self_signed(Path(trusted))
-            stranger, _ = self_signed(Path(other))
-            saved = os.environ.get("SSL_CERT_FILE")
-            os.environ["SSL_CERT_FILE"] = str(cert)
-            try:
-                with RawServer(lambda n, head, body: reply(), tls=context) as server:
-                    for _ in range(2):
-                        self.assertEqual((await self.post(server.url)).body, OK)
-                    self.assertEqual((server.connections, len(server.requests)), (1, 2))
-                with RawServer(lambda n, head, body: reply(), tls=stranger) as server:
-                    await self.fails("error", server.url)
-                    self.assertEqual(server.requests, [])
-            finally:
-                if saved is None:
-                    del os.environ["SSL_CERT_FILE"]
-                else:
-                    os.environ["SSL_CERT_FILE"] = saved
+        with trusted_and_stranger() as (context, stranger):
+            with RawServer(lambda n, head, body: reply(), tls=context) as server:
+                for _ in range(2):
+                    self.assertEqual((await self.post(server.url)).body, OK)
+                self.assertEqual((server.connections, len(server.requests)), (1, 2))
+            with RawServer(lambda n, head, body: reply(), tls=stranger) as server:
+                await self.fails("error", server.url)
+                self.assertEqual(server.requests, [])

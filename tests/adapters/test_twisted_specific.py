@@ -29,9 +29,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
-from twisted.internet.testing import MemoryReactorClock
 from twisted.internet.threads import deferToThread
-from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.iweb import IRequest
 from twisted.web.pages import notFound
@@ -46,30 +44,12 @@ from skyhooks.core.delivery import HTTPResult, ITransport
 from skyhooks.core.stores.memory import MemoryStore
 from skyhooks.core.wire import Signer
 from skyhooks.twisted import Publisher, Registry, WebhookRequest, WebhookResource
+from tests.support.twisted_fakes import FakeReactor, InlineThreadPool
 
 SECRET = generate_secret()
 URL = "http://instance.test/skyhooks"
 A42 = {"account_id": 42}
 T42 = Topic("account_id", "42")
-
-
-class InlineThreadPool:
-    """A fake ThreadPool: runs each call at once, on the calling thread."""
-
-    def callInThreadWithCallback(self, on_result: Any, fn: Any, *args: Any, **kwargs: Any) -> None:
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException:
-            on_result(False, Failure())
-        else:
-            on_result(True, result)
-
-
-class FakeReactor(MemoryReactorClock):
-    """A fake reactor: Clock timers, recorded system event triggers, inline callFromThread."""
-
-    def callFromThread(self, fn: Any, *args: Any, **kwargs: Any) -> None:
-        fn(*args, **kwargs)
 
 
 class RecordingStore(MemoryStore):

@@ -97,23 +97,7 @@ class TwistedDriver(Driver):
     kind = "twisted"
 
     def __init__(self) -> None:
-        from twisted.internet.testing import MemoryReactorClock
-        from twisted.python.failure import Failure
-
-        class FakeReactor(MemoryReactorClock):
-            def callFromThread(self, fn: Any, *args: Any, **kwargs: Any) -> None:
-                fn(*args, **kwargs)
-
-        class InlineThreadPool:
-            """A ThreadPool that runs each call at once, on the calling thread."""
-
-            def callInThreadWithCallback(self, on_result: Any, fn: Any, *args: Any, **kwargs: Any) -> None:
-                try:
-                    result = fn(*args, **kwargs)
-                except BaseException:
-                    on_result(False, Failure())
-                else:
-                    on_result(True, result)
+        from tests.support.twisted_fakes import FakeReactor, InlineThreadPool
 
         self.reactor = FakeReactor()
         self.threadpool = InlineThreadPool()

@@ -3,11 +3,14 @@ a test wants (garbage included), to test HTTP clients of any framework."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 import ssl
 import subprocess
+import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 #: reply(request_number, head, body) -> the bytes to answer, or None to close unanswered
@@ -130,3 +133,22 @@ def self_signed(directory: Path) -> tuple[ssl.SSLContext, Path]:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     return context, cert
+
+
+@contextlib.contextmanager
+def trusted_and_stranger() -> Iterator[tuple[ssl.SSLContext, ssl.SSLContext]]:
+    """Two server TLS contexts for 127.0.0.1: the first's certificate trusted through
+    ``SSL_CERT_FILE`` while the block runs (the clients read it when they first connect
+    over TLS), the second's trusted by nobody."""
+    with tempfile.TemporaryDirectory() as trusted, tempfile.TemporaryDirectory() as other:
+        context, cert = self_signed(Path(trusted))
+        stranger, _ = self_signed(Path(other))
+        saved = os.environ.get("SSL_CERT_FILE")
+        os.environ["SSL_CERT_FILE"] = str(cert)
+        try:
+            yield context, stranger
+        finally:
+            if saved is None:
+                del os.environ["SSL_CERT_FILE"]
+            else:
+                os.environ["SSL_CERT_FILE"] = saved

@@ -80,21 +80,28 @@ class HTTPResult:
 
 
 def run_sync(flow: Flow[T], perform: Callable[[Effect], Any]) -> T:
-    """Drive *flow* to completion with a blocking ``perform``."""
-    value: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            effect = flow.send(value) if error is None else flow.throw(error)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        try:
-            value, error = perform(effect), None
-        except Exception as exc:
-            value, error = None, exc
-        except BaseException:
-            flow.close()  # runs the flow's cleanups now (lanes hand on their work)
-            raise
+    """Drive *flow* to completion with a blocking ``perform``: :func:`run_async`,
+    whose every await is answered at once, so it runs to its end in one step."""
+    driver = run_async(flow, lambda effect: _Ready(perform(effect)))
+    try:
+        driver.send(None)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    driver.close()
+    raise RuntimeError("a blocking perform returned something that waits")
+
+
+class _Ready:
+    """An awaitable that is done already: awaiting it gives *value* without suspending."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self.value
+        yield  # (never reached: it makes this a generator, as __await__ must be)
 
 
 async def run_async(flow: Flow[T], perform: Callable[[Effect], Awaitable[Any]]) -> T:
@@ -111,6 +118,6 @@ async def run_async(flow: Flow[T], perform: Callable[[Effect], Awaitable[Any]]) 
             value, error = await perform(effect), None
         except Exception as exc:
             value, error = None, exc
-        except BaseException:  # cancelled: let the flow clean up before we go
+        except BaseException:  # cancelled or interrupted: the flow cleans up now (lanes hand on work)
             flow.close()
             raise
