@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,29 @@ def save(name: str, data: dict[str, Any], command: str) -> None:
         **data,
         "command": command,
         "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "code": _commit(),
         "machine": f"{_cpu_model()}, {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
     }
     (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=1, default=float))
+
+
+def _commit() -> str:
+    """The commit measured (``+changes`` when the work tree differs from it): a
+    figure is only as good as knowing which code it came from."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "skyhooks"], cwd=HERE, capture_output=True
+        )
+    except OSError:
+        return "unknown"
+    return (
+        head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
+        if head.returncode == 0
+        else "unknown"
+    )
 
 
 def _cpu_model() -> str:
@@ -449,7 +470,8 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     # Each figure says which run made it: a figure may be rerun alone, later.
     for name, r in results.items():
-        head.append(f"- {name}: `{r['command']}` at {r['when']} ({r['machine']})")
+        code = f", code at `{r['code']}`" if "code" in r else ""
+        head.append(f"- {name}: `{r['command']}` at {r['when']}{code} ({r['machine']})")
     head += ["", "## Targets", "", "| target | met | measured |", "|---|---|---|"]
     verdicts = {True: "yes", False: "NO", None: "not measured"}
     head += [f"| {name} | {verdicts[ok]} | {detail} |" for name, ok, detail in checks]

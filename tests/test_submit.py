@@ -190,3 +190,33 @@ def test_a_script_that_ends_without_close_still_delivers_what_it_submitted(
         assert done.returncode == 0 and done.stdout.strip() == "submitted", done.stderr
         for receiver in (r, other)[:instances]:
             assert sum(carried(q) for q in receiver.requests) == 20
+
+
+def test_a_crowd_of_notify_calls_travels_together(store, secret):
+    """Past the first few notify calls at once, further calls join the backlog: far fewer
+    store lookups than messages, and every caller gets its own report."""
+    lookups = []
+    real = store.lookup
+
+    def counting(topics):
+        lookups.append(topics)
+        return real(topics)
+
+    store.lookup = counting
+    reports = []
+    with Receiver(["sleep:0.05", 200]) as r:
+        store.add(r.url, {T42}, ttl=60)
+        with Publisher(store, secret, retry=FAST) as publisher:
+
+            def caller(n: int) -> None:
+                for i in range(10):
+                    reports.append(publisher.notify({"account_id": 42}, {"caller": n, "i": i}))
+
+            threads = [threading.Thread(target=caller, args=(n,)) for n in range(16)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(30)
+    assert len(reports) == 160 and all(rep.delivered == {r.url} for rep in reports)
+    assert len({rep.message_id for rep in reports}) == 160
+    assert len(lookups) < 100, len(lookups)

@@ -18,7 +18,11 @@ from ..core.values import DeliveryReport
 from ..core.wire import EncodedMessage
 from ._transport import Urllib3Transport
 
-__all__ = ["Publisher"]
+__all__ = ["INLINE_NOTIFIES", "Publisher"]
+
+#: ``notify`` calls at once that each deliver in their own thread; more queue and
+#: travel together (see ``Publisher.notify``; benchmarks/RESULTS.md, figure 6).
+INLINE_NOTIFIES = 4
 
 
 class Publisher(SyncPublisher):
@@ -53,6 +57,28 @@ class Publisher(SyncPublisher):
         self._executors: dict[str, ThreadPoolExecutor] = {}
         self._pending = threading.BoundedSemaphore(self.max_pending)
         self._backlog: Backlog[tuple[EncodedMessage, Future[DeliveryReport]]] = Backlog()
+        self._notifying = 0  # notify calls unfinished
+
+    def notify(self, keys: Keys, data: Any) -> DeliveryReport:
+        """Deliver *data* to every callback listening for any of *keys*, and report.
+
+        Runs in the calling thread while fewer than ``INLINE_NOTIFIES`` other
+        calls are unfinished. Beyond that, a crowd of threads would each look
+        the store up and queue for the GIL and the lanes one message at a time:
+        the message joins :meth:`submit`'s backlog instead, where what queued
+        together leaves as one notification, and this thread waits for its
+        report. The report, the errors raised and the wire are the same either way.
+        """
+        with self._lock:
+            crowded = self._notifying >= INLINE_NOTIFIES
+            self._notifying += 1
+        try:
+            if not crowded:
+                return super().notify(keys, data)
+            return self._queue(self._signer.encode(keys, data)).result()  # bad input raises here
+        finally:
+            with self._lock:
+                self._notifying -= 1
 
     def _default_transport(self) -> Urllib3Transport:
         return Urllib3Transport(self.concurrency)
@@ -79,8 +105,12 @@ class Publisher(SyncPublisher):
         encoded = self._signer.encode(keys, data)  # bad input raises here, in the caller
         pending = self._pending
         pending.acquire()
-        future: Future[DeliveryReport] = Future()
+        future = self._queue(encoded)
         future.add_done_callback(lambda _: pending.release())
+        return future
+
+    def _queue(self, encoded: EncodedMessage) -> Future[DeliveryReport]:
+        future: Future[DeliveryReport] = Future()
         if self._backlog.put((encoded, future)):
             try:
                 self._executor("submit").submit(self._backlog.drain, self._deliver)

@@ -43,6 +43,9 @@ class Publisher(BasePublisher):
 
     def __init__(self, store: Any, secret: Any, *, client: HTTPClient | None = None, **options: Any) -> None:
         self._reactor, self._threadpool = reactor_and_pool(options)
+        # One POST in flight per instance, not two: over treq each POST costs enough
+        # that bigger batches beat the overlap (benchmarks/RESULTS.md, "the client change").
+        options.setdefault("max_in_flight", 1)
         self._client, self._firing = client, deque[tuple[Deferred[Any], Any]]()  # waiters resolved, to fire
         super().__init__(store, secret, **options)
 

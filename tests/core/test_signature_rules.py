@@ -165,3 +165,12 @@ def test_verifying_costs_one_hmac_however_many_entries():
     started = time.perf_counter()
     assert verdict("msg_1", str(NOW), header) == 401
     assert time.perf_counter() - started < 1.0
+
+
+def test_the_test_vector_of_docs_protocol_md():
+    """The vector docs/protocol.md gives other implementations is what skyhooks signs."""
+    from skyhooks.core.wire.signing import SigningKey, sign
+
+    body = b'{"keys":{"account_id":42},"data":{"progress":100}}'
+    signature = sign(SigningKey(SECRET), "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W", 1760000000, body)
+    assert signature == "v1,jb2MedWatfoa+Zd6PSLZfj6RR5sIQaeHABvg8E1wdeE="
