@@ -70,7 +70,7 @@ def _spread(values: list[float] | None) -> str:
 def load() -> dict[str, Any]:
     return {
         n: json.loads((RESULTS / f"{n}.json").read_text())
-        for n in FIGURES
+        for n in [*FIGURES, BEFORE]
         if (RESULTS / f"{n}.json").exists()
     }
 
@@ -347,9 +347,45 @@ def tables(results: dict[str, Any]) -> tuple[list[str], list[tuple[str, bool | N
         # ratios above stay as a picture of every combination.
         checks = [c for c in checks if not c[0].startswith(("unbatched", "batched", "latency"))]
         target_md, target_checks = _targets(t)
-        md = target_md + md
+        before = results.get(BEFORE)
+        md = target_md + (_compared(before, t) if before else []) + md
         checks = target_checks + checks
     return md, checks
+
+
+#: A targets run kept from before a change, to read this run's ratios against
+#: (``results/<BEFORE>.json``, copied there by hand; it is never overwritten).
+BEFORE = "targets_before"
+
+
+def _compared(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """Each target configuration's ratio to Socket.IO before and after, with each
+    run's spread over its rounds (how far this machine's noise alone moves it)."""
+
+    def cell(v: dict[str, Any] | None) -> str:
+        if v is None:
+            return "-"
+        ratios = v.get("ratios") or [v.get("ratio", 0.0)]
+        return f"{v['ratio']:.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
+
+    md = [
+        "## 0b. The targets before and after",
+        "",
+        f"The same command, `{after['command']}`: before at `{before.get('code', '?')}` ({before['when']}), "
+        f"after at `{after.get('code', '?')}` ({after['when']}), back to back on one machine. Each cell is "
+        "the ratio to Socket.IO (for latency, of p50; lower is better) with its rounds' range.",
+        "",
+        "| configuration | before | after | after / before |",
+        "|---|---:|---:|---:|",
+    ]
+    for kind in ("throughput", "latency"):
+        for name, v in after[kind].items():
+            if name in ("socketio", "redis") or name.startswith("floor"):
+                continue
+            was = before[kind].get(name)
+            change = f"{v['ratio'] / was['ratio']:.2f}" if was else "-"
+            md.append(f"| {kind}: {name} | {cell(was)} | {cell(v)} | {change} |")
+    return [*md, ""]
 
 
 def _targets(t: dict[str, Any]) -> tuple[list[str], list[tuple[str, bool | None, str]]]:

@@ -98,7 +98,7 @@ class BaseRegistry(abc.ABC, Generic[W]):
         self._owns_store = isinstance(store, str)
         self.stop_timeout = stop_timeout
         self._verifier = Verifier(secret, max_body_size=max_body_size)
-        self._recent = RecentIds()
+        self._recent = RecentIds(thread_safe=False)  # used on the loop's (hub's, reactor's) thread only
         self._callbacks = CallbackTable()
         self._state = "new"  # -> started -> stopping -> stopped
         self._pending: dict[Topic, bool] = {}  # topic -> wanted in the store, not yet written

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -28,14 +29,22 @@ class RecentIds:
         window: float = 2 * TOLERANCE,
         max_size: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        thread_safe: bool = True,
     ) -> None:
+        """*thread_safe=False* leaves the lock out, for an owner that only ever
+        calls from one thread: a registry, on its loop's (or hub's) thread, where a
+        lock costs every request (a monkey-patched one, under gevent, the most)."""
         self._window = window
         self._max_size = max_size
         self._clock = clock
         self._seen: OrderedDict[str, float] = OrderedDict()
         self._oldest = math.inf  # when the oldest id expires: no sweep before then
-        self._lock = threading.Lock()
-        reset_in_child(self)
+        self._lock: threading.Lock | contextlib.nullcontext[None] = (
+            threading.Lock() if thread_safe else contextlib.nullcontext()
+        )
+        if thread_safe:
+            reset_in_child(self)
 
     def _after_fork(self) -> None:
         self._lock = threading.Lock()  # a thread of the parent's may have held it
