@@ -70,7 +70,7 @@ def _spread(values: list[float] | None) -> str:
 def load() -> dict[str, Any]:
     return {
         n: json.loads((RESULTS / f"{n}.json").read_text())
-        for n in [*FIGURES, BEFORE]
+        for n in [*FIGURES, BEFORE, RECEIVE_BEFORE]
         if (RESULTS / f"{n}.json").exists()
     }
 
@@ -250,6 +250,17 @@ def tables(results: dict[str, Any]) -> tuple[list[str], list[tuple[str, bool | N
                 seen += f"; instructions per request: {counted['ratio']:.2f}"
             checks.append((f"receive overhead {fw} >= 0.85", r["ratio"] >= 0.85, seen))
         md.append("")
+        was = results.get(RECEIVE_BEFORE)
+        if was:
+            md += [
+                f"Before, at `{was.get('code', '?')}` ({was['when']}), the same command on the same machine: "
+                + ", ".join(
+                    f"{fw} {r['ratio']:.2f} (rounds {_spread(r.get('rounds'))}; control {r.get('control_ratio', 0):.2f})"
+                    for fw, r in was["frameworks"].items()
+                )
+                + ".",
+                "",
+            ]
     ins = results.get("instructions")
     if ins:
         md += [
@@ -356,6 +367,7 @@ def tables(results: dict[str, Any]) -> tuple[list[str], list[tuple[str, bool | N
 #: A targets run kept from before a change, to read this run's ratios against
 #: (``results/<BEFORE>.json``, copied there by hand; it is never overwritten).
 BEFORE = "targets_before"
+RECEIVE_BEFORE = "receive_before"
 
 
 def _compared(before: dict[str, Any], after: dict[str, Any]) -> list[str]:

@@ -1,8 +1,8 @@
 """Figure 6: the blocking publisher's two ways of keeping messages in flight, into one
 Tornado instance: ``notify()`` from N threads, and ``submit()`` from one thread with
-at most N unfinished (its ``max_pending``). Both go through the same lanes, so what
-queues for the busy instance travels together; the figure shows what N threads of
-callers cost against N submissions from one.
+at most N unfinished (its ``max_pending``). Past four notify calls at once, both go
+through the same backlog and lanes, so what queues travels together; the figure shows
+what N threads of callers cost against N submissions from one.
 
 For each N, three runs back to back, in an order that flips every round: notify
 from N threads, submit from one, and the Socket.IO emitter from one thread. Each
