@@ -47,9 +47,8 @@ def test_submitted_messages_all_arrive_each_with_its_report(store, secret):
         assert sorted(data) == list(range(50))
 
 
-def test_what_queues_behind_a_notification_shares_one_lookup(store, secret):
-    """Submissions made while deliveries run leave as one notification: far fewer store
-    lookups than messages (the lanes alone would look up once per message)."""
+def count_lookups(store) -> list:
+    """The topics of every ``store.lookup`` from now on (the store still answers)."""
     lookups = []
     real = store.lookup
 
@@ -58,6 +57,13 @@ def test_what_queues_behind_a_notification_shares_one_lookup(store, secret):
         return real(topics)
 
     store.lookup = counting
+    return lookups
+
+
+def test_what_queues_behind_a_notification_shares_one_lookup(store, secret):
+    """Submissions made while deliveries run leave as one notification: far fewer store
+    lookups than messages (the lanes alone would look up once per message)."""
+    lookups = count_lookups(store)
     with Receiver(["sleep:0.1", 200]) as r:
         store.add(r.url, {T42}, ttl=60)
         with Publisher(store, secret, retry=FAST) as publisher:
@@ -195,14 +201,7 @@ def test_a_script_that_ends_without_close_still_delivers_what_it_submitted(
 def test_a_crowd_of_notify_calls_travels_together(store, secret):
     """Past the first few notify calls at once, further calls join the backlog: far fewer
     store lookups than messages, and every caller gets its own report."""
-    lookups = []
-    real = store.lookup
-
-    def counting(topics):
-        lookups.append(topics)
-        return real(topics)
-
-    store.lookup = counting
+    lookups = count_lookups(store)
     reports = []
     with Receiver(["sleep:0.05", 200]) as r:
         store.add(r.url, {T42}, ttl=60)
