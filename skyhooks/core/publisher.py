@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from zope.interface import Invalid
 from zope.interface.verify import verifyObject
 
 from .delivery import (
@@ -103,7 +104,11 @@ class BasePublisher(abc.ABC):
                 f"{transport!r} is not a transport: declare its class with "
                 "@implementer(skyhooks.core.delivery.ITransport)"
             )
-        verifyObject(ITransport, transport)
+        else:
+            try:
+                verifyObject(ITransport, transport)
+            except Invalid as exc:
+                raise ConfigurationError(f"{transport!r} breaks the ITransport contract: {exc}") from exc
         self.transport = transport
 
     def _flow(self, messages: Iterable[tuple[Keys, Any]]) -> Flow[list[DeliveryReport]]:

@@ -173,3 +173,19 @@ def test_close_closes_the_transport(driver):
     world = World(driver)
     world.publisher.close()
     assert world.transport.closed
+
+
+def test_a_transport_that_breaks_the_contract_is_refused_with_a_clear_error(driver):
+    from zope.interface import implementer
+
+    from skyhooks import ConfigurationError
+    from skyhooks.core.delivery import ITransport
+
+    @implementer(ITransport)
+    class NoClose:
+        def post(self, url, headers, body, timeout): ...
+
+    with pytest.raises(ConfigurationError, match="ITransport"):
+        driver.publisher(MemoryStore(), SECRET, NoClose())
+    with pytest.raises(ConfigurationError, match="implementer"):
+        driver.publisher(MemoryStore(), SECRET, object())
