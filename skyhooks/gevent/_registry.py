@@ -6,7 +6,6 @@ import contextlib
 import socket
 import sys
 from collections.abc import Callable, Iterable
-from http import HTTPStatus
 from typing import Any, ClassVar
 
 import gevent
@@ -24,7 +23,6 @@ from ..core.wire import REQUEST_HEADERS, error_response
 # Where the WSGI environ keeps each header the request reader asks for (PEP 3333).
 _ENVIRON_KEYS = {name: "HTTP_" + name.upper().replace("-", "_") for name in REQUEST_HEADERS}
 _ENVIRON_KEYS.update({"content-type": "CONTENT_TYPE", "content-length": "CONTENT_LENGTH"})
-_STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
 
 
 def call_store(store: HookStore, fn: Callable[[], Any]) -> Any:
@@ -165,7 +163,7 @@ class WebhookApp:
                 response = reader.feed(body) or reader.finish()
         assert response is not None  # finish() answers whatever was not refused
         # pywsgi closes the connection after an answer whose headers say "Connection: close".
-        start_response(_STATUS_LINES[response.status], list(response.header_pairs))
+        start_response(response.status_line, list(response.header_pairs))
         return [response.body]
 
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -18,7 +17,9 @@ from twisted.web.http_headers import Headers
 from zope.interface import implementer
 
 from ..core import BasePublisher
-from ..core.delivery import Effect, Flow, Gather, HTTPResult, ITransport, Send, transport_errors
+from ..core.delivery import CallbackRun, Effect, FlatCalls, Flow, Gather, HTTPResult, ITransport, Send
+from ..core.delivery.effects import Settle
+from ..core.delivery.transport import transport_errors
 from ..core.errors import TransportError
 from ..core.keys import Keys
 from ..core.values import DeliveryReport
@@ -46,7 +47,7 @@ class Publisher(BasePublisher):
         # One POST in flight per instance, not two: over treq each POST costs enough
         # that bigger batches beat the overlap (benchmarks/RESULTS.md, "the client change").
         options.setdefault("max_in_flight", 1)
-        self._client, self._firing = client, deque[tuple[Deferred[Any], Any]]()  # waiters resolved, to fire
+        self._client, self._flat = client, FlatCalls()
         super().__init__(store, secret, **options)
 
     def notify(self, keys: Keys, data: Any) -> Deferred[DeliveryReport]:
@@ -105,17 +106,9 @@ class Publisher(BasePublisher):
         return relay
 
     def _fire(self, waiter: Deferred[Any], value: Any) -> None:
-        # Now, not a reactor turn later (long under load): a lane's next POST leaves
-        # at once. But never nested: a waiter resolved by a flow that a firing resumed
-        # fires after it, from the loop below, so the stack stays flat.
-        self._firing.append((waiter, value))
-        if len(self._firing) > 1:
-            return  # the loop below, further up the stack, fires it
-        while self._firing:
-            fired, result = self._firing[0]  # (left in the queue while it fires: see above)
-            if not fired.called:  # a cancelled caller's Deferred has fired already
-                fired.callback(result)
-            self._firing.popleft()
+        # Now, not a reactor turn later (long under load): a lane's next POST leaves at once;
+        # flat, so a waiter resolved by a flow a firing resumed fires after it, not inside it.
+        self._flat(_settle, waiter, value, None)
 
 
 @implementer(ITransport)
@@ -151,49 +144,25 @@ class TreqTransport:
 
 def run_deferred(flow: Flow[T], perform: Callable[[Effect], Any]) -> Deferred[T]:
     """Drive *flow* with a ``perform`` returning Deferreds or values: a Deferred of its result.
-
-    What ``run_async`` does, without a coroutine: an effect done already goes
-    straight back into the flow, one still waiting costs one ``addBoth``.
-    Cancelling the result closes the flow (its cleanups run now: a lane hands
-    its work on) and cancels what it waited on.
-    """
-    waiting: list[Deferred[Any]] = []
-
+    Cancelling it closes the flow (a lane hands its work on) and cancels what it waited on."""
     def cancel(_: Deferred[T]) -> None:
-        flow.close()
-        if waiting:
-            waiting.pop().cancel()
-
-    def advance(outcome: Any) -> None:
-        while not result.called:
-            try:
-                failed = isinstance(outcome, Failure)
-                effect = outcome.throwExceptionIntoGenerator(flow) if failed else flow.send(outcome)
-            except StopIteration as stop:
-                return result.callback(stop.value)
-            except BaseException:
-                return result.errback()
-            try:
-                outcome = perform(effect)
-            except Exception:
-                outcome = Failure()
-            if isinstance(outcome, Deferred):
-                now: list[Any] = []  # inlineCallbacks' trick: did it fire within addBoth?
-                outcome.addBoth(lambda settled, box: box.append(settled) if not box else resume(settled), now)
-                if not now:
-                    now.append(None)  # "not at once": resume() takes it from here
-                    waiting.append(outcome)
-                    return
-                outcome = now[0]
-
-    def resume(outcome: Any) -> None:
-        if waiting:  # else cancelled, and this is the effect's own cancellation
-            waiting.pop()
-            advance(outcome)
+        waited = run.cancel()
+        if waited is not None:
+            waited.cancel()
 
     result: Deferred[T] = Deferred(cancel)
-    advance(None)
+    run = CallbackRun(flow, perform, Deferred, _wait, lambda value, exc: _settle(result, value, exc))
+    run.start()
     return result
+
+
+def _wait(waited: Deferred[Any], settle: Settle) -> None:
+    waited.addCallbacks(lambda value: settle(value, None), lambda failure: settle(None, failure.value))
+
+
+def _settle(result: Deferred[Any], value: Any, error: BaseException | None) -> None:
+    if not result.called:  # (a cancelled run's Deferred has fired already)
+        result.callback(value) if error is None else result.errback(Failure(error))
 
 
 def _read(response: Any) -> Deferred[HTTPResult]:

@@ -13,7 +13,6 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IDelayedCall, ITransport
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
-from twisted.web.http import RESPONSES
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
@@ -116,9 +115,7 @@ class WebhookRequest(Request):
             return super().gotLength(length)  # type: ignore[no-any-return]
         self._refused, self.content = True, BytesIO()  # (twisted.web expects a file, here left empty)
         self.requestHeaders.removeHeader(b"Expect")  # no "100 Continue" after a final answer
-        lines = [f"HTTP/1.1 {refusal.status} {RESPONSES[refusal.status].decode()}"]
-        lines += [f"{name}: {value}" for name, value in refusal.header_pairs] + ["", ""]
-        cast(ITransport, self.channel.transport).write("\r\n".join(lines).encode("latin-1") + refusal.body)
+        cast(ITransport, self.channel.transport).write(refusal.http11())
 
     def handleContentChunk(self, data: bytes) -> None:
         if not self._refused:  # a refused body is dropped as it arrives, never stored

@@ -10,7 +10,20 @@
 """
 
 from .coalescer import Backlog, Coalescer
-from .effects import Call, Effect, Flow, Gather, HTTPResult, Send, Sleep, Wait, run_async, run_sync
+from .effects import (
+    Call,
+    CallbackRun,
+    Effect,
+    FlatCalls,
+    Flow,
+    Gather,
+    HTTPResult,
+    Send,
+    Sleep,
+    Wait,
+    run_async,
+    run_sync,
+)
 from .notify import notify_flow
 from .retry import DeliveryOutcome, RetryPolicy, deliver
 from .transport import ITransport, transport_errors
@@ -18,9 +31,11 @@ from .transport import ITransport, transport_errors
 __all__ = [
     "Backlog",
     "Call",
+    "CallbackRun",
     "Coalescer",
     "DeliveryOutcome",
     "Effect",
+    "FlatCalls",
     "Flow",
     "Gather",
     "HTTPResult",

@@ -6,6 +6,7 @@ import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from types import MappingProxyType
 from typing import Any
 
@@ -36,6 +37,22 @@ class Response:
         into a list where a server wants to add to it."""
         pairs = (*self.headers.items(), ("Content-Length", str(len(self.body))))
         return (*pairs, ("Connection", "close")) if self.close else pairs
+
+    @functools.cached_property
+    def raw_header_pairs(self) -> tuple[tuple[bytes, bytes], ...]:
+        """:attr:`header_pairs` as Latin-1 bytes, ASGI's shape."""
+        return tuple((name.encode("latin-1"), value.encode("latin-1")) for name, value in self.header_pairs)
+
+    @functools.cached_property
+    def status_line(self) -> str:
+        """``"413 Payload Too Large"``: the status as WSGI's ``start_response`` takes it."""
+        return f"{self.status} {HTTPStatus(self.status).phrase}"
+
+    def http11(self) -> bytes:
+        """The whole answer as HTTP/1.1 bytes, for an adapter that must write it to
+        the connection itself (before its framework has read the request's body)."""
+        head = [f"HTTP/1.1 {self.status_line}", *(f"{name}: {value}" for name, value in self.header_pairs)]
+        return "\r\n".join([*head, "", ""]).encode("latin-1") + self.body
 
 
 def ok_response(notified: int, *, duplicate: bool = False) -> Response:
