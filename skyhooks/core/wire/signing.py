@@ -127,6 +127,9 @@ def verify(
     except UnicodeEncodeError as exc:  # a lone surrogate in the id
         raise Unauthorized("webhook-id is not valid text") from exc
     expected = key.mac(signed)
+    # The usual header is one entry, ours: compared whole, with nothing to decode.
+    if hmac.compare_digest(signature.encode("utf-8", "replace"), b"v1," + base64.b64encode(expected)):
+        return
     for entry in signature.split(" "):
         version, _, encoded = entry.partition(",")
         if version != "v1":
