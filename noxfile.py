@@ -24,6 +24,7 @@ nox.options.sessions = [
     "tests_tornado",
     "tests_gevent",
     "tests_twisted",
+    "tests_asyncio",
     "lint",
     "types",
     "cli",
@@ -58,6 +59,7 @@ def core(session: nox.Session) -> None:
         "tests/test_publisher.py",
         "tests/test_blocking_transport.py",
         "tests/test_asyncio.py",
+        "tests/test_asgi.py",
         "tests/test_submit.py",
         "tests/test_fork.py",
         "tests/test_coalescing.py",
@@ -72,10 +74,11 @@ def publishers(session: nox.Session) -> None:
 
 
 @nox.session
-@nox.parametrize("store", ["memory", "sqlite", "mongodb"])
+@nox.parametrize("store", ["memory", "sqlite", "mongodb", "redis", "redis-cluster"])
 def stores(session: nox.Session, store: str) -> None:
     """The store contract suite against one store."""
-    extras = "test,mongodb" if store == "mongodb" else "test"
+    drivers = {"mongodb": "mongodb", "redis": "redis", "redis-cluster": "redis"}
+    extras = f"test,{drivers[store]}" if store in drivers else "test"
     run_pytest(session, extras, "tests/stores", f"--store={store}")
 
 
@@ -124,6 +127,22 @@ def tests_twisted(session: nox.Session) -> None:
 
 
 @nox.session
+def tests_asyncio(session: nox.Session) -> None:
+    """WebhookASGI under uvicorn and aiohttp's WebhookHandler, each in its own process, and the
+    asyncio Publisher over its default client (aiohttp)."""
+    run_pytest(
+        session,
+        "test,asyncio,aiohttp,mongodb",
+        "tests/adapters/test_behaviour.py",
+        "tests/adapters/test_asyncio_specific.py",
+        "tests/test_asgi.py",
+        "tests/test_asyncio.py",
+        "--framework=asgi",
+        "--framework=aiohttp",
+    )
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     session.install("-c", LOCK, "ruff")
     session.run("ruff", "check", "skyhooks", "tests", "benchmarks", "noxfile.py")
@@ -138,28 +157,34 @@ def types(session: nox.Session) -> None:
 
 @nox.session
 def cli(session: nox.Session) -> None:
-    """The skyhooks command and the mixed-stack demo (Tornado, gevent and Twisted side by side)."""
-    run_pytest(session, "test,tornado,gevent,twisted", "tests/test_cli.py", "tests/test_demo.py")
+    """The skyhooks command and the mixed-stack demo (Tornado, gevent, Twisted and Starlette side by side)."""
+    run_pytest(
+        session,
+        "test,demo,redis",
+        "tests/test_cli.py",
+        "tests/test_cli_redis.py",
+        "tests/test_demo.py",
+    )
 
 
 @nox.session
 def integration(session: nox.Session) -> None:
-    """Across processes: a real Celery worker, the three frameworks side by side on SQLite and
-    MongoDB, the command against a running demo."""
-    run_pytest(session, "test,tornado,gevent,twisted,mongodb,examples", "tests/integration")
+    """Across processes: a real Celery worker, the three frameworks side by side on SQLite,
+    MongoDB, Redis and Redis Cluster, the command against a running demo."""
+    run_pytest(session, "test,demo,asyncio,aiohttp,mongodb,redis,examples", "tests/integration")
 
 
 @nox.session
 def browser(session: nox.Session) -> None:
     """The demo in headless Chromium (Debian's) driven by Playwright; prints the latency."""
-    run_pytest(session, "test,tornado,gevent,twisted,browser", "tests/browser", "-s")
+    run_pytest(session, "test,demo,browser", "tests/browser", "-s")
 
 
 @nox.session
 def reliability(session: nox.Session) -> None:
     """Faults, soak and fuzz across real processes (the partition test needs root and
     iproute2, and says so when it skips)."""
-    run_pytest(session, "test,fuzz,tornado,gevent,twisted,mongodb", "tests/reliability", "tests/fuzz")
+    run_pytest(session, "test,fuzz,tornado,gevent,twisted,mongodb,redis", "tests/reliability", "tests/fuzz")
 
 
 @nox.session
@@ -176,21 +201,29 @@ def latest(session: nox.Session) -> None:
     install(session, "test,all")
     session.run("pytest", "tests/core", "tests/stores", "--store=sqlite", *session.posargs)
     session.run("pytest", "tests/publishers", *session.posargs)
-    for framework in ("tornado", "gevent", "twisted"):
-        suites = ["tests/adapters/test_behaviour.py", f"tests/adapters/test_{framework}_specific.py"]
+    for framework, specific in [
+        ("tornado", "tornado"),
+        ("gevent", "gevent"),
+        ("twisted", "twisted"),
+        ("asgi", "asyncio"),
+        ("aiohttp", "asyncio"),
+    ]:
+        suites = ["tests/adapters/test_behaviour.py", f"tests/adapters/test_{specific}_specific.py"]
         session.run("pytest", *suites, f"--framework={framework}", *session.posargs)
 
 
 @nox.session(venv_backend="none")
 def lock(session: nox.Session) -> None:
-    """Write constraints.txt anew from pyproject.toml's ranges: the newest releases that fit."""
+    """Write constraints.txt anew from pyproject.toml's ranges: the newest releases that fit.
+    ``nox -s lock -- --keep`` keeps every existing pin and only adds what a new dependency needs."""
+    keep = "--keep" in session.posargs
     session.run(
         "uv",
         "pip",
         "compile",
         "pyproject.toml",
         "--all-extras",
-        "--upgrade",
+        *(() if keep else ("--upgrade",)),
         "--no-header",
         "--python-version",
         "3.11",

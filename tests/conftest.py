@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import itertools
 import shutil
 
 import pytest
 
 from tests.support.mongo import MongoServer, external_uri, fresh_database, mongoeco_python
+from tests.support.redis import RedisCluster, RedisServer, have_redis
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -36,6 +38,49 @@ def mongo_server():
 def mongodb_url(mongo_server) -> str:
     database = fresh_database()
     return external_uri(database) or mongo_server.url(database)
+
+
+def _need_redis() -> None:
+    if not have_redis():
+        pytest.fail("redis-server and redis-cli are not installed: run scripts/setup-system")
+
+
+@pytest.fixture(scope="session")
+def redis_session_server(tmp_path_factory):
+    """One ``redis-server`` for the session; tests keep apart by key prefix."""
+    _need_redis()
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_session_cluster(tmp_path_factory):
+    """One three-node Redis Cluster for the session; tests keep apart by key prefix."""
+    _need_redis()
+    cluster = RedisCluster(tmp_path_factory.mktemp("redis-cluster")).start()
+    yield cluster
+    cluster.stop()
+
+
+_redis_prefixes = itertools.count()
+
+
+def fresh_redis_prefix() -> str:
+    """A key prefix no other test of this session uses."""
+    return f"t{next(_redis_prefixes)}"
+
+
+@pytest.fixture
+def redis_url(redis_session_server) -> str:
+    """``redis://`` on the session's server, with a prefix of this test's own."""
+    return f"{redis_session_server.url(0)}?prefix={fresh_redis_prefix()}"
+
+
+@pytest.fixture
+def redis_cluster_url(redis_session_cluster) -> str:
+    """``redis+cluster://`` on the session's cluster, with a prefix of this test's own."""
+    return f"{redis_session_cluster.url()}?prefix={fresh_redis_prefix()}"
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from skyhooks import ConfigurationError, Message, RetryPolicy, Topic, generate_secret
+from skyhooks import Message, RetryPolicy, Topic, generate_secret
 from skyhooks.asyncio import Publisher, Registry
 from skyhooks.core.errors import WouldBlock
 from skyhooks.core.stores.memory import MemoryStore
@@ -69,9 +69,21 @@ async def wired(store: Any) -> tuple[MemoryTransport, list[Message]]:
 # -- Publisher -----------------------------------------------------------------------------
 
 
-def test_a_publisher_without_a_transport_says_what_to_pass() -> None:
-    with pytest.raises(ConfigurationError, match=r"transport=.*skyhooks\.tornado\.Publisher"):
-        Publisher("memory://", SECRET)
+def test_a_publisher_without_aiohttp_names_the_extra() -> None:
+    result = run_blocked(
+        """
+        from skyhooks import ConfigurationError
+        from skyhooks.asyncio import Publisher
+        try:
+            Publisher("memory://", "whsec_" + "A" * 32)
+        except ConfigurationError as exc:
+            print(exc)
+        """,
+        {"aiohttp"},
+    )
+    assert "pip install 'skyhooks[asyncio]' (or pass transport=, an ITransport)" in result.stdout, (
+        result.stderr
+    )
 
 
 def test_notify_and_notify_many_deliver_with_store_calls_off_the_loop() -> None:
@@ -161,13 +173,13 @@ def test_a_forked_child_runs_its_store_calls() -> None:
 def test_skyhooks_asyncio_needs_no_framework_client_or_driver() -> None:
     result = run_blocked(
         """
-        from skyhooks.asyncio import Publisher, Registry
+        from skyhooks.asyncio import Publisher, Registry, WebhookASGI
         from skyhooks.testing import MemoryTransport
         Publisher("memory://", "whsec_" + "A" * 32, transport=MemoryTransport()).close()
-        Registry("http://127.0.0.1:9/skyhooks", "memory://", "whsec_" + "A" * 32)
+        WebhookASGI(Registry("http://127.0.0.1:9/skyhooks", "memory://", "whsec_" + "A" * 32))
         print("ok")
         """,
-        FRAMEWORKS | {"urllib3"},
+        FRAMEWORKS | {"urllib3", "aiohttp", "uvicorn"},
     )
     assert result.stdout.strip() == "ok", result.stderr
 
@@ -207,6 +219,27 @@ def test_registry_built_before_the_loop_binds_to_the_loop_that_runs_it() -> None
 
     run(scenario)
     assert store.threads and all(name.startswith("skyhooks-registry") for name in store.threads)
+
+
+def test_the_store_thread_ends_when_the_stop_completes() -> None:
+    """Each registry has a store thread of its own: a process that makes and stops many
+    (a test suite, an app reloading) must not keep one per registry for ever."""
+    store = GatedStore()
+    store.gate.set()
+    registry = Registry(URL, store, SECRET)
+
+    async def scenario() -> None:
+        registry.start()
+        await registry.register(A42, print)
+        (worker,) = [t for t in threading.enumerate() if t.name == store.threads[-1]]
+        assert worker.is_alive()
+        assert await registry.stop() is True
+        worker.join(5)
+        assert not worker.is_alive()
+        assert await registry.stop() is True  # stopped already: nothing more to run
+        await registry.unregister(A42, print)  # local only, once stopped
+
+    run(scenario)
 
 
 def test_a_busy_default_executor_does_not_starve_store_calls() -> None:

@@ -27,7 +27,18 @@ def run(code: str, blocked: set[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
 
 
-FRAMEWORKS = {"tornado", "gevent", "twisted", "treq", "pymongo", "geventhttpclient", "pycurl"}
+FRAMEWORKS = {
+    "tornado",
+    "gevent",
+    "twisted",
+    "treq",
+    "pymongo",
+    "geventhttpclient",
+    "pycurl",
+    "aiohttp",
+    "uvicorn",
+    "redis",
+}
 
 
 def test_core_imports_and_works_with_no_framework_client_or_driver():

@@ -19,45 +19,42 @@ __all__ = ["Publisher"]
 
 class Publisher(BasePublisher):
     """Publish to every instance listening for a message's keys: ``report = await publisher.notify(...)``.
-
-    It has no HTTP client of its own yet: pass ``transport=``, an
-    :class:`~skyhooks.core.delivery.ITransport` whose ``post`` returns an
-    awaitable, or use :class:`skyhooks.tornado.Publisher`, which sends with
-    Tornado's ``AsyncHTTPClient``. Store calls that would block the loop go to
-    a small thread pool of the publisher's own.
-    """
+    Sends with aiohttp (``skyhooks[asyncio]``) unless given a ``transport=``; store calls that
+    would block the loop go to a thread pool of its own. ``await publisher.aclose()`` when done."""
 
     def __init__(self, store: Any, secret: str | bytes, **options: Any) -> None:
         super().__init__(store, secret, **options)
-        self._executor = self._new_executor()
+        self._after_fork()
         reset_in_child(self)
 
-    @staticmethod
-    def _new_executor() -> ThreadPoolExecutor:
-        return ThreadPoolExecutor(max_workers=4, thread_name_prefix="skyhooks-publisher")
-
     def _after_fork(self) -> None:
-        # A forked child has none of the pool's threads, but the executor counts
-        # them as idle and would start none: every store call would wait for ever.
-        self._executor = self._new_executor()
+        # Also in a forked child, where the old pool counts its parent's threads as idle: it would start none.
+        self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="skyhooks-publisher")
 
     def _default_transport(self) -> Any:
-        raise ConfigurationError(
-            "skyhooks.asyncio.Publisher has no HTTP client of its own: pass transport= "
-            "(an ITransport), or use skyhooks.tornado.Publisher"
-        )
+        try:
+            from ..aiohttp._transport import AiohttpTransport
+        except ImportError as exc:
+            message = "skyhooks.asyncio.Publisher sends with aiohttp: pip install 'skyhooks[asyncio]'"
+            raise ConfigurationError(message + " (or pass transport=, an ITransport)") from exc
+        return AiohttpTransport(self.concurrency)
 
     async def notify(self, keys: Keys, data: Any) -> DeliveryReport:
         """Deliver *data* to every callback listening for any of *keys*."""
         return (await run_async(self._flow([(keys, data)]), self._perform))[0]
 
     async def notify_many(self, messages: Iterable[tuple[Keys, Any]]) -> list[DeliveryReport]:
-        """Deliver several ``(keys, data)`` messages: one lookup, one POST per
-        instance (a batch where an instance gets more than one); a report per message."""
+        """Deliver ``(keys, data)`` messages: one lookup, one POST (or batch) per instance."""
         return await run_async(self._flow(messages), self._perform)
 
+    async def aclose(self) -> None:
+        """Close as :meth:`close` does, once the transport's connections are closed."""
+        if (aclose := getattr(self.transport, "aclose", None)) is not None:
+            await aclose()
+        self.close()
+
     def close(self) -> None:
-        """Close the transport and the store worker threads (and the store, if opened here)."""
+        """Close the transport (without waiting), the store threads, the store if opened here."""
         self._executor.shutdown(wait=False)
         self._close()
 

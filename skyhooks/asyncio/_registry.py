@@ -30,8 +30,7 @@ class Registry(BaseRegistry["asyncio.Future[Any]"]):
     """This instance's callbacks, kept in the store; ``register``/``unregister``/``stop`` return Futures.
 
     Call it from the loop's thread. It binds to the running loop at its first use
-    (``start()`` or ``register()``), so it may be built before the loop runs.
-    """
+    (``start()`` or ``register()``), so it may be built before the loop runs."""
 
     def __init__(self, url: str, store: Any, secret: str | bytes, ttl: float = 90.0, **options: Any) -> None:
         super().__init__(url, store, secret, ttl, **options)
@@ -46,6 +45,10 @@ class Registry(BaseRegistry["asyncio.Future[Any]"]):
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
         return self._loop
+
+    def _finish_stop(self, removed: bool) -> None:
+        super()._finish_stop(removed)  # (which hands the store's close, if ours, to the worker)
+        self._executor.shutdown(wait=False)  # the worker ends once its last job is done
 
     def _run_blocking(self, fn: Callable[[], Any], done: Callable[[Any, BaseException | None], None]) -> None:
         def finished(future: asyncio.Future[Any]) -> None:

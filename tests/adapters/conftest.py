@@ -6,7 +6,14 @@ import pytest
 
 from tests.support.instances import Instance
 
-FRAMEWORKS = {"tornado": "tornado", "gevent": "gevent", "twisted": "twisted"}
+# framework -> the module its instance program needs ("asgi": WebhookASGI under uvicorn)
+FRAMEWORKS = {
+    "tornado": "tornado",
+    "gevent": "gevent",
+    "twisted": "twisted",
+    "asgi": "uvicorn",
+    "aiohttp": "aiohttp",
+}
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from tests.support.instances import Instance
 
-FRAMEWORKS = ("tornado", "gevent", "twisted")
+FRAMEWORKS = ("tornado", "gevent", "twisted", "asgi", "aiohttp")  # asgi: WebhookASGI under uvicorn
 
 
 @pytest.fixture

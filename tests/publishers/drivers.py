@@ -14,7 +14,7 @@ from typing import Any
 
 from skyhooks.testing import MemoryTransport
 
-KINDS = ["blocking", "tornado", "gevent", "twisted"]
+KINDS = ["blocking", "asyncio", "tornado", "gevent", "twisted"]
 _NEEDS = {"tornado": "tornado", "gevent": "gevent", "twisted": "treq"}
 
 
@@ -52,8 +52,10 @@ class BlockingDriver(Driver):
         return call()
 
 
-class TornadoDriver(Driver):
-    kind = "tornado"
+class AsyncioDriver(Driver):
+    """A plain asyncio loop: skyhooks.asyncio.Publisher (the transport handed in, so no aiohttp)."""
+
+    kind = "asyncio"
 
     def __init__(self) -> None:
         import asyncio
@@ -61,7 +63,7 @@ class TornadoDriver(Driver):
         self.loop = asyncio.new_event_loop()
 
     def publisher(self, store, secret, transport, **options):
-        from skyhooks.tornado import Publisher
+        from skyhooks.asyncio import Publisher
 
         return Publisher(store, secret, transport=transport, **options)
 
@@ -73,6 +75,15 @@ class TornadoDriver(Driver):
 
     def close(self) -> None:
         self.loop.close()
+
+
+class TornadoDriver(AsyncioDriver):
+    kind = "tornado"
+
+    def publisher(self, store, secret, transport, **options):
+        from skyhooks.tornado import Publisher
+
+        return Publisher(store, secret, transport=transport, **options)
 
 
 class GeventDriver(Driver):
@@ -126,6 +137,7 @@ class TwistedDriver(Driver):
 
 DRIVERS = {
     "blocking": BlockingDriver,
+    "asyncio": AsyncioDriver,
     "tornado": TornadoDriver,
     "gevent": GeventDriver,
     "twisted": TwistedDriver,

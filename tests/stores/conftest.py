@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-ALL_STORES = ["memory", "sqlite", "mongodb"]
+ALL_STORES = ["memory", "sqlite", "mongodb", "redis", "redis-cluster"]
 
 
 class FakeClock:
@@ -35,6 +35,10 @@ def store_url(request, store_name, tmp_path):
         return "memory://"
     if store_name == "sqlite":
         return f"sqlite:///{tmp_path / 'hooks.db'}"
+    if store_name == "redis":
+        return request.getfixturevalue("redis_url")
+    if store_name == "redis-cluster":
+        return request.getfixturevalue("redis_cluster_url")
     return request.getfixturevalue("mongodb_url")
 
 
@@ -48,6 +52,10 @@ def store(store_name, store_url, clock):
         from skyhooks.core.stores.sqlite import SQLiteStore
 
         made = SQLiteStore(store_url[len("sqlite:///") :], clock=clock)
+    elif store_name in ("redis", "redis-cluster"):
+        from skyhooks.core.stores.redis import RedisStore
+
+        made = RedisStore(store_url, clock=clock)
     else:
         from skyhooks.core.stores.mongodb import MongoStore
 

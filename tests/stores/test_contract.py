@@ -134,6 +134,10 @@ def test_unreachable_store_raises_store_error(store_name, tmp_path):
     if store_name == "sqlite":
         target = tmp_path / "not-a-dir" / "hooks.db"
         broken = open_store(f"sqlite:///{target}")
+    elif store_name == "redis":
+        broken = open_store("redis://127.0.0.1:9/0")  # port 9 (discard): nobody listens
+    elif store_name == "redis-cluster":
+        broken = open_store("redis+cluster://127.0.0.1:9")
     else:
         broken = open_store("mongodb://127.0.0.1:9/skyhooks?serverSelectionTimeoutMS=200")
     with pytest.raises(StoreError) as info:

@@ -26,10 +26,21 @@ STORE_ALIASES: dict[str, str] = {
     "sqlite": "skyhooks.core.stores.sqlite:SQLiteStore",
     "mongodb": "skyhooks.core.stores.mongodb:MongoStore",
     "mongodb+srv": "skyhooks.core.stores.mongodb:MongoStore",
+    "redis": "skyhooks.core.stores.redis:RedisStore",
+    "rediss": "skyhooks.core.stores.redis:RedisStore",
+    "redis+cluster": "skyhooks.core.stores.redis:RedisStore",
+    "rediss+cluster": "skyhooks.core.stores.redis:RedisStore",
 }
 
 #: The pip extra that brings each store's driver.
-_EXTRAS = {"mongodb": "mongodb", "mongodb+srv": "mongodb"}
+_EXTRAS = {
+    "mongodb": "mongodb",
+    "mongodb+srv": "mongodb",
+    "redis": "redis",
+    "rediss": "redis",
+    "redis+cluster": "redis",
+    "rediss+cluster": "redis",
+}
 
 
 def open_store(store: Any) -> HookStore:
