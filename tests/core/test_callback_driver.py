@@ -29,7 +29,9 @@ class Promise:
             self.listener(value, error)
 
 
-def drive(flow: Generator[Any, Any, Any], perform: Callable[[Any], Any]) -> tuple[CallbackRun[Any], list[Any]]:
+def drive(
+    flow: Generator[Any, Any, Any], perform: Callable[[Any], Any]
+) -> tuple[CallbackRun[Any], list[Any]]:
     ended: list[Any] = []
     run: CallbackRun[Any] = CallbackRun(
         flow, perform, Promise, lambda p, settle: p.then(settle), lambda v, e: ended.append((v, e))
@@ -54,7 +56,7 @@ def test_values_and_promises_settled_already_go_straight_back_in() -> None:
         return effect * 10
 
     # Deep enough that a recursive driver would overflow the stack.
-    run, ended = drive(adder(5000), perform)
+    _, ended = drive(adder(5000), perform)
     assert ended == [(sum(i * 10 for i in range(5000)), None)]
 
 
