@@ -145,6 +145,7 @@ class TreqTransport:
 def run_deferred(flow: Flow[T], perform: Callable[[Effect], Any]) -> Deferred[T]:
     """Drive *flow* with a ``perform`` returning Deferreds or values: a Deferred of its result.
     Cancelling it closes the flow (a lane hands its work on) and cancels what it waited on."""
+
     def cancel(_: Deferred[T]) -> None:
         waited = run.cancel()
         if waited is not None:
