@@ -2,7 +2,7 @@
 
     python -m benchmarks all --quick     # every figure, a first look (about 2 1/2 minutes on 2 cores)
     python -m benchmarks all             # the figures: 5 rounds, longer runs (about 35 minutes)
-    python -m benchmarks targets|throughput|latency|delivery|receive|instructions|stores|memory|threads
+    python -m benchmarks targets|throughput|latency|delivery|receive|instructions|stores|memory|threads|fleet
                          [--quick]
     python -m benchmarks report          # rebuild RESULTS.md and the plots from results/*.json
 
@@ -20,6 +20,9 @@
 5. memory: bytes per local subscription with 100k callbacks registered.
 6. threads: the blocking publisher's notify() from 1 to 32 threads against submit()
    from one thread with as many unfinished (``benchmarks/threads.py``).
+7. fleet: 1 to 64 instances sharing 100k accounts, each message for one of them:
+   skyhooks on SQLite, Redis and Redis Cluster against the Socket.IO Redis manager,
+   whose every node reads every message (``benchmarks/fleet.py``; ~4 minutes, quick ~1 1/2).
 
 Needs ``redis-server``, ``wrk`` and ``valgrind`` (Debian packages) and the ``bench`` extra;
 MongoDB figures need the mongoeco Python (see ``tests/support/mongo.py``).
@@ -35,7 +38,19 @@ import time
 from benchmarks import report
 from benchmarks.common import missing_prerequisites
 
-FIGURES = ["targets", "throughput", "latency", "receive", "instructions", "stores", "memory", "threads"]
+#: The receiving frameworks (``benchmarks/servers/<name>.py``); asgi is WebhookASGI under uvicorn.
+RECEIVERS = ("tornado", "gevent", "twisted", "asgi", "aiohttp")
+FIGURES = [
+    "targets",
+    "throughput",
+    "latency",
+    "receive",
+    "instructions",
+    "stores",
+    "memory",
+    "threads",
+    "fleet",
+]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -44,13 +59,17 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("figure", choices=["all", "delivery", "report", *FIGURES])
     parser.add_argument("--quick", action="store_true", help="short runs (CI, a first look)")
-    parser.add_argument("--frameworks", default="tornado,gevent,twisted")
+    parser.add_argument(
+        "--frameworks",
+        default=",".join(RECEIVERS),
+        help="the receivers measured (asgi: WebhookASGI under uvicorn; default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     command = "python -m benchmarks " + " ".join(argv if argv is not None else sys.argv[1:])
     frameworks = args.frameworks.split(",")
-    unknown = sorted(set(frameworks) - {"tornado", "gevent", "twisted"})
+    unknown = sorted(set(frameworks) - set(RECEIVERS))
     if unknown:
-        parser.error(f"--frameworks: unknown {', '.join(unknown)} (tornado, gevent, twisted)")
+        parser.error(f"--frameworks: unknown {', '.join(unknown)} ({', '.join(RECEIVERS)})")
     wanted = set(
         FIGURES
         if args.figure == "all"
@@ -91,7 +110,13 @@ def main(argv: list[str] | None = None) -> None:
         from benchmarks import receive
 
         log("3. receive overhead under wrk")
-        report.save("receive", receive.run(args.quick, frameworks, log), command)
+        # Each framework's figure is self-contained (its skyhooks, bare and control servers
+        # in the same rounds), so a run of some frameworks keeps the others' last figures,
+        # each marked with the run it came from.
+        kept = report.kept_frameworks(report.load().get("receive"))
+        result = receive.run(args.quick, frameworks, log)
+        result["frameworks"] = {**kept, **result["frameworks"]}
+        report.save("receive", result, command)
     if "instructions" in wanted:
         from benchmarks import instructions
 
@@ -112,6 +137,11 @@ def main(argv: list[str] | None = None) -> None:
 
         log("6. the blocking publisher: notify() from many threads, submit() from one")
         report.save("threads", threads.run(args.quick, log), command)
+    if "fleet" in wanted:
+        from benchmarks import fleet
+
+        log("7. the fleet: one message's cost from 1 to 64 instances")
+        report.save("fleet", fleet.run(args.quick, log), command)
     results = report.load()
     text = report.write_markdown(results)
     report.plots(results)

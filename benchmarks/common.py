@@ -25,13 +25,16 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 DELIVERY_FIGURES = {"targets", "throughput", "latency", "threads"}
+#: What each receive server imports, where that is not its framework's name alone.
+SERVER_MODULES = {"asgi": ("uvicorn", "httptools")}
 
 
 def missing_prerequisites(figures: set[str], frameworks: Sequence[str]) -> list[str]:
     """What a run of *figures* needs that this machine lacks, each with how to get
     it: checked before anything runs, rather than found minutes into a run."""
     programs = (
-        (["redis-server"] if figures & DELIVERY_FIGURES else [])
+        (["redis-server"] if figures & (DELIVERY_FIGURES | {"stores", "fleet"}) else [])
+        + (["redis-cli"] if figures & {"stores", "fleet"} else [])  # builds the Redis Cluster
         + (["wrk"] if figures & {"receive", "instructions"} else [])
         + (["valgrind", "callgrind_control"] if "instructions" in figures else [])
     )
@@ -39,8 +42,13 @@ def missing_prerequisites(figures: set[str], frameworks: Sequence[str]) -> list[
     if figures & DELIVERY_FIGURES:  # the baselines, and every publisher and receiver
         modules |= {"aiohttp", "redis", "socketio", "tornado", "gevent", "twisted"}
     if figures & {"receive", "instructions", "memory"}:
-        modules |= set(frameworks)
-    package = {"callgrind_control": "valgrind"}  # the programs named by their Debian package
+        modules |= {module for fw in frameworks for module in SERVER_MODULES.get(fw, (fw,))}
+    if "stores" in figures:  # the Redis and MongoDB stores
+        modules |= {"redis", "pymongo"}
+    if "fleet" in figures:  # the Redis store, the receivers, the Socket.IO nodes
+        modules |= {"redis", "tornado", "socketio", "aiohttp"}
+    # the programs named by their Debian package
+    package = {"callgrind_control": "valgrind", "redis-cli": "redis-tools"}
     missing = [
         f"{p} is not installed: apt-get install {package.get(p, p)}"
         for p in programs

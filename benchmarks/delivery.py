@@ -28,8 +28,10 @@ from typing import Any
 from benchmarks.common import start_process
 from skyhooks import generate_secret
 
-FRAMEWORKS = ["tornado", "gevent", "twisted"]
-PUBLISHERS = ["blocking", "tornado", "gevent", "twisted"]
+FRAMEWORKS = ["tornado", "gevent", "twisted", "asgi", "aiohttp"]  # asgi: WebhookASGI under uvicorn
+PUBLISHERS = ["blocking", "tornado", "gevent", "twisted", "asyncio"]
+#: Each receiver's own publisher, measured for latency beside the blocking one.
+OWN_PUBLISHER = {"asgi": "asyncio", "aiohttp": "asyncio"}
 BASELINES = {
     "raw": "raw HTTP (asyncio client -> asyncio server)",
     "redis": "Redis pub/sub (redis-py, unpipelined)",
@@ -311,7 +313,7 @@ def run(
                     saved = latency
                     # Latency: the blocking publisher into every framework, and each
                     # framework's own publisher into its own receiver.
-                    latency = latency and pub in ("blocking", fw)
+                    latency = latency and pub in ("blocking", OWN_PUBLISHER.get(fw, fw))
                     both(pub, "skyhooks", fw, pub, plan, targets)
                     latency = saved
                 if throughput:
@@ -334,7 +336,8 @@ def run(
                 if throughput:
                     # batched: notify_many, 100 messages per POST
                     # (quick: the blocking publisher and the framework's own)
-                    for pub in [p for p in publishers if not quick or p in ("blocking", fw)]:
+                    own = ("blocking", OWN_PUBLISHER.get(fw, fw))
+                    for pub in [p for p in publishers if not quick or p in own]:
                         plan = {
                             "store": store,
                             "threads": BATCH_THREADS,

@@ -36,6 +36,8 @@ def measure(framework: str, n: int) -> dict[str, Any]:
             from skyhooks.gevent import Registry
         elif framework == "twisted":
             from skyhooks.twisted import Registry
+        elif framework in ("asgi", "aiohttp"):
+            from skyhooks.asyncio import Registry
         else:
             from skyhooks.tornado import Registry
         registry = Registry("http://127.0.0.1:9/skyhooks", store, "whsec_" + "A" * 32, ttl=3600)

@@ -2,7 +2,8 @@
 (verify, parse, dispatch to one counting callback) and the same bytes to a bare
 handler of the same framework, built the same way, that only parses the JSON
 (Tornado: WebhookDelegate against a bare delegate, and WebhookHandler against a
-bare RequestHandler); each in a server process
+bare RequestHandler; asgi: WebhookASGI under uvicorn against a bare ASGI app; aiohttp:
+WebhookHandler against a bare aiohttp handler); each in a server process
 of its own (``benchmarks/servers/<framework>.py``), alternated A B, B A, ... so a
 drift in the machine's speed favours neither, with new message ids every round;
 each run's answers are checked against the server's count of callbacks run (or
@@ -88,7 +89,7 @@ def run(quick: bool, frameworks: list[str], log: Any = print) -> dict[str, Any]:
                 # dispatching it, which is cheaper (reusing one set of requests
                 # flattered skyhooks from the second round on). Both handlers get
                 # the same bytes.
-                requests = signed_requests(secret, 15_000 * seconds, KEYS, DATA)
+                requests = signed_requests(secret, 40_000 * seconds, KEYS, DATA)
                 # skyhooks and bare adjacent both ways, and the two bare servers too.
                 order = ("skyhooks", "bare", "bare again")
                 for kind in order if round_ % 2 == 0 else order[::-1]:
@@ -100,7 +101,8 @@ def run(quick: bool, frameworks: list[str], log: Any = print) -> dict[str, Any]:
                     counted = received_count(tally) - counted
                     if result.non_2xx or result.socket_errors:
                         raise AssertionError(f"{case} {kind}: {result}")
-                    if result.requests > len(requests):
+                    # (Only skyhooks tells a replayed id; a bare handler parses the bytes alike.)
+                    if kind == "skyhooks" and result.requests > len(requests):
                         raise AssertionError(f"{case} {kind}: ids repeated; more requests needed")
                     # Every answer wrk counted was dispatched (skyhooks: to the one
                     # callback, none a duplicate) or parsed (bare); a few more may have

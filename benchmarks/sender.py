@@ -2,7 +2,7 @@
 
     python -m benchmarks.sender KIND PLAN_JSON
 
-KIND is a skyhooks publisher (``blocking``, ``tornado``, ``gevent``, ``twisted``; ``submit``:
+KIND is a skyhooks publisher (``blocking``, ``tornado``, ``gevent``, ``twisted``, ``asyncio``; ``submit``:
 the blocking publisher's ``submit`` from one thread) or
 a baseline (``raw``: an asyncio HTTP/1.1 keep-alive client POSTing the same signed
 bytes; ``redis``: redis-py ``PUBLISH``, unpipelined; ``socketio``: python-socketio's
@@ -70,13 +70,15 @@ def make_sender(kind: str, plan: dict[str, Any]) -> tuple[Callable[..., Any], Ca
     batch = plan.get("batch", 1)
     if kind == "submit":
         return submitter(plan)
-    if kind in ("blocking", "gevent", "tornado", "twisted"):
+    if kind in ("blocking", "gevent", "tornado", "twisted", "asyncio"):
         if kind == "blocking":
             from skyhooks import Publisher
         elif kind == "gevent":
             from skyhooks.gevent import Publisher
         elif kind == "tornado":
             from skyhooks.tornado import Publisher
+        elif kind == "asyncio":
+            from skyhooks.asyncio import Publisher
         else:
             from skyhooks.twisted import Publisher
         publisher = Publisher(plan["store"], plan["secret"], **plan.get("options", {}))
@@ -87,10 +89,15 @@ def make_sender(kind: str, plan: dict[str, Any]) -> tuple[Callable[..., Any], Ca
             send = lambda target, data: publisher.notify_many([(target["keys"], data)] * batch)  # noqa: E731
         else:
             send = lambda target, data: publisher.notify(target["keys"], data)  # noqa: E731
-        style = {"blocking": "threads", "gevent": "greenlets", "tornado": "asyncio", "twisted": "twisted"}[
-            kind
-        ]
-        return send, publisher.close, style
+        style = {
+            "blocking": "threads",
+            "gevent": "greenlets",
+            "tornado": "asyncio",
+            "asyncio": "asyncio",
+            "twisted": "twisted",
+        }[kind]
+        # The asyncio publisher's aclose waits, on its loop, until its connections are closed.
+        return send, publisher.aclose if kind == "asyncio" else publisher.close, style
     if kind == "raw":
         return RawClient(plan["secret"]).send, lambda: None, "asyncio"
     if kind == "redis":
@@ -343,7 +350,9 @@ def main() -> None:
                 else:
                     run = functools.partial(run_async, send, gather, plan, target)
                 out.append(await measure_async(plan, target, run))
-            close()
+            closing = close()
+            if closing is not None:
+                await closing
 
         async def measure_async(plan: dict[str, Any], target: dict[str, Any], run: Any) -> dict[str, Any]:
             before = begin(target)

@@ -109,6 +109,61 @@ def test_redis_baseline_loses_nothing():
     assert result["sent"] > 0 and result["delivered"] == result["sent"] and result["lost"] == 0, result
 
 
+@pytest.mark.skipif(
+    shutil.which("redis-server") is None or shutil.which("redis-cli") is None,
+    reason="needs redis-server and redis-cli (apt)",
+)
+def test_a_small_fleet_delivers_each_message_to_its_one_instance():
+    """Figure 7 at 1 and 4 instances, 2,000 accounts, two rounds: every message
+    reaches the one instance holding its account, once; every Socket.IO node
+    reads every message; every process's CPU time is read."""
+    pytest.importorskip("socketio")
+    from benchmarks import fleet
+
+    systems = ["redis-cluster", "socketio"]
+    shape = fleet.Shape(accounts=2000, rounds=2, seconds=0.3, paced_count=40)
+    result = fleet.run(True, log=lambda line: None, systems=systems, sizes=[1, 4], shape=shape)
+    assert result["skipped"] == {}
+    rows = {(r["system"], r["instances"]): r for r in result["rows"]}
+    assert rows.keys() == {(system, n) for system in systems for n in (1, 4)}
+    for (system, n), r in rows.items():
+        assert r["sent"] > 0 and r["delivered"] == r["sent"] and r["lost"] == 0, r
+        assert r["latency_ms"]["samples"] == 40, r  # each paced message timed once, where it landed
+        assert [run["round"] for run in r["rounds"]] == [0, 1]
+        for run in r["rounds"]:
+            assert run["cpu"]["publisher"] > 0 and run["cpu"]["receivers"] > 0, run
+            assert run.get("seen") == (run["sent"] * n if system == "socketio" else None), run
+        assert r["cost_ratio"] == 1.0 if n == 1 else r["cost_ratio"] > 0
+    assert rows["redis-cluster", 4]["cpu_us"]["store"] > 0  # the three nodes' CPU time is read too
+    text = "\n".join(report._fleet(result)[0])
+    assert "| skyhooks on Redis Cluster | 4 |" in text and "| Socket.IO RedisManager | 4 |" in text
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server (apt)")
+def test_the_redis_store_figure_fills_through_the_store_and_reads_its_memory(tmp_path):
+    pytest.importorskip("redis")
+    from benchmarks import stores
+    from skyhooks import open_store
+    from tests.support.redis import RedisServer
+
+    server = RedisServer(tmp_path).start()
+    try:
+        store = open_store(server.url(0))
+        counts = {"lookups": 50, "adds": 10, "renews": 2, "renew_topics": 5}
+        memory = stores.redis_memory([server.port], store, counts)
+        # measure() asserts each lookup of a filled topic finds its one URL
+        result = stores.run_store("redis", store, [200, 500], 60, lambda line: None, memory=memory, **counts)
+        store.close()
+    finally:
+        server.stop()
+    first, last = (r["memory"] for r in result["rows"])
+    assert [r["size"] for r in result["rows"]] == [200, 500]
+    # 500 filled, and what measuring the first size added: 10 adds and a renewed URL's 5 topics
+    assert first["subscriptions"] == 200 and last["subscriptions"] == 500 + 15
+    assert 0 < first["used_memory"] < last["used_memory"]
+    assert last["topic_key_bytes"] > 0 and last["url_index_bytes_per_topic"] > 0
+
+
 def test_instructions_are_counted_per_request_at_the_server():
     """Figure 3b on one framework: each server under callgrind counted the
     requests its handler took, and their instructions (a count, not a time)."""

@@ -141,7 +141,8 @@ NOTIFY = ("notify", "--secret", SECRET, "--data", "{}")
         ((*NOTIFY, "--store", "{store}", "--key", "a=1", "--key", "a=2"), "given twice"),
         (("notify", "--store", "{store}", "--secret", SECRET, "--key", "a=1", "--data", "{x"), "not JSON"),
         (("notify", "--store", "{store}", "--key", "a=1", "--data", "{}"), "no secret"),
-        (("demo", "--ports", "1,2"), "must be three ports"),
+        (("demo", "--ports", "1,2"), "must be four ports"),
+        (("demo", "--ports", "1,2,3,4,5"), "must be four ports"),
     ],
 )
 def test_errors_are_one_line(store_url: str, args: tuple[str, ...], says: str) -> None:
@@ -151,6 +152,17 @@ def test_errors_are_one_line(store_url: str, args: tuple[str, ...], says: str) -
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("skyhooks: error: ")
     assert says in result.stderr
     assert result.stdout == ""
+
+
+def test_demo_ports_are_four_and_three_still_work() -> None:
+    from skyhooks.cli import parse_ports
+
+    assert parse_ports("8001,8002,8003,8004") == [8001, 8002, 8003, 8004]
+    # As before the demo had its Starlette server: that server then takes a free port.
+    assert parse_ports("9001,9002,9003") == [9001, 9002, 9003, 0]
+    for bad in ("1,2", "1,2,3,4,5", "1,2,3,65536", "a,b,c,d"):
+        with pytest.raises(ValueError, match="--ports"):
+            parse_ports(bad)
 
 
 def test_usage_errors_are_argparses() -> None:

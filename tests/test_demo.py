@@ -1,8 +1,9 @@
 """``skyhooks demo`` end to end: real processes, real sockets, one SQLite store.
 
-Three servers (Tornado, gevent, Twisted); SSE streams opened with raw sockets;
-a task run from one server reaches every stream of its account on all three,
-and no stream of another account; Ctrl-C (SIGINT) leaves no process and no
+Four servers (Tornado, gevent, Twisted, Starlette under uvicorn); SSE streams
+opened with raw sockets; a task run from one server reaches every stream of its
+account on all four, and no stream of another account; a stream that closes
+takes its subscription with it; Ctrl-C (SIGINT) leaves no process and no
 subscription behind.
 """
 
@@ -26,6 +27,8 @@ pytestmark = pytest.mark.slow
 pytest.importorskip("tornado")
 pytest.importorskip("gevent")
 pytest.importorskip("twisted")
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
 
 
 def wait_until(condition: Any, what: str, timeout: float = DEADLINE) -> None:
@@ -45,14 +48,16 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
 def test_demo_fans_out_per_account_and_stops_cleanly(demo: Demo) -> None:
     process, pages, store_url = demo.process, demo.pages, demo.store
     streams = {name: EventStream(page, "42") for name, page in pages.items()}
-    other = EventStream(pages["gevent"], "7")
-    for stream in [*streams.values(), other]:
+    # Account 7 on the two servers that notice a browser leaving in opposite ways: WSGI
+    # (gevent) only when a keep-alive write fails, Starlette from the server's disconnect event.
+    others = [EventStream(pages["gevent"], "7"), EventStream(pages["asgi"], "7")]
+    for stream in [*streams.values(), *others]:
         assert stream.ready.wait(DEADLINE), f"no ready event: {stream.buffer!r}"
     store = open_store(store_url)
     try:
         listed = {(sub.url, str(sub.topic)) for sub in store.subscriptions()}
         assert {topic for _, topic in listed} == {"account_id=42", "account_id=7"}
-        assert len({url for url, _ in listed}) == 3
+        assert len({url for url, _ in listed}) == len(pages) == 4
 
         page = pages["twisted"]
         parts = urlsplit(page)
@@ -72,22 +77,23 @@ def test_demo_fans_out_per_account_and_stops_cleanly(demo: Demo) -> None:
             steps = [(d["task"], d["step"]) for d in stream.data("progress")]
             assert steps == [(task, step) for step in range(1, 6)], name
             assert [d["task"] for d in stream.data("result")] == [task], name
-            # Each report names a message this stream got and counts all three pages' callbacks.
+            # Each report names a message this stream got and counts all four pages' callbacks.
             ids = {event["id"] for event in stream.events}
-            assert all(d["ref"] in ids and d["notified"] == 3 for d in stream.data("report")), name
-        assert other.events == []
+            assert all(d["ref"] in ids and d["notified"] == 4 for d in stream.data("report")), name
+        assert [other.events for other in others] == [[], []]
 
         # A browser that leaves takes its subscription with it, even under WSGI (gevent),
         # where only a failing keep-alive write reveals it.
-        other.close()
+        for other in others:
+            other.close()
         wait_until(
             lambda: Topic("account_id", "7") not in {sub.topic for sub in store.subscriptions()},
-            "the closed stream's subscription to go",
+            "the closed streams' subscriptions to go",
             timeout=10,
         )
 
         servers = children(process.pid)
-        assert len(servers) >= 3
+        assert len(servers) >= 4
         started = time.monotonic()
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=20) == 0

@@ -5,7 +5,7 @@
     skyhooks listeners --store sqlite:////var/lib/app/hooks.db [--key account_id=42] [--json]
     skyhooks notify --store URL --key account_id=42 --data '{"progress": 100}' [--json]
     skyhooks purge --store URL
-    skyhooks demo [--host 127.0.0.1] [--ports 8001,8002,8003] [--store URL] [--secret S]
+    skyhooks demo [--host 127.0.0.1] [--ports 8001,8002,8003,8004] [--store URL] [--secret S]
 
 Every failure the user can cause or fix (a bad store URL, a store that is down, a
 malformed key, bad JSON, no secret) is one ``skyhooks: error: ...`` line on stderr
@@ -69,14 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
     store_option(sub)
     sub.set_defaults(run=purge)
 
-    sub = commands.add_parser("demo", help="run Tornado, gevent and Twisted servers side by side")
+    sub = commands.add_parser("demo", help="run Tornado, gevent, Twisted and Starlette servers side by side")
     store_option(sub, required=False)
     sub.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: %(default)s)")
     sub.add_argument(
         "--ports",
-        default="8001,8002,8003",
-        metavar="P1,P2,P3",
-        help="Tornado, gevent and Twisted ports (default: 8001,8002,8003)",
+        default="8001,8002,8003,8004",
+        metavar="P1,P2,P3,P4",
+        help="Tornado, gevent, Twisted and Starlette ports, 0 for a free one (default: %(default)s;"
+        " given three, Starlette takes a free port)",
     )
     sub.add_argument(
         "--secret",

@@ -43,14 +43,17 @@ def parse_keys(texts: Iterable[str]) -> dict[str, str]:
 
 
 def parse_ports(text: str) -> list[int]:
-    """``"8001,8002,8003"`` -> three ports (0 picks a free one)."""
+    """``"8001,8002,8003,8004"`` -> the demo's four ports (0 picks a free one). Three, as
+    the demo took before it had a Starlette server, still work: that server takes a free port."""
     try:
         ports = [int(part) for part in text.split(",")]
     except ValueError:
-        raise ValueError(f"--ports {text!r} is not three comma-separated numbers") from None
-    if len(ports) != 3 or not all(0 <= port < 65536 for port in ports):
-        raise ValueError(f"--ports {text!r} must be three ports (Tornado, gevent, Twisted), 0-65535")
-    return ports
+        raise ValueError(f"--ports {text!r} is not four comma-separated numbers") from None
+    if len(ports) not in (3, 4) or not all(0 <= port < 65536 for port in ports):
+        raise ValueError(
+            f"--ports {text!r} must be four ports (Tornado, gevent, Twisted, Starlette), 0-65535"
+        )
+    return ports if len(ports) == 4 else [*ports, 0]
 
 
 @contextmanager

@@ -1,4 +1,5 @@
-"""``skyhooks demo``: three servers (Tornado, gevent, Twisted) sharing one store.
+"""``skyhooks demo``: four servers (Tornado, gevent, Twisted, and Starlette under uvicorn)
+sharing one store.
 
 Each server is a process of its own (``python -m skyhooks.demo.<framework>_server``)
 in a session of its own, so a terminal's Ctrl-C reaches only this process, which
@@ -18,14 +19,15 @@ import time
 from dataclasses import dataclass, field
 
 from ..core.errors import ConfigurationError, SkyhooksError
+from ..core.keys import Topic
 from ..core.stores import open_store
 from ..core.wire import Signer, generate_secret
 
 __all__ = ["run_demo"]
 
-FRAMEWORKS = ("tornado", "gevent", "twisted")
+FRAMEWORKS = ("tornado", "gevent", "twisted", "asgi")
 #: The modules each server needs, checked up front for one clear message.
-_NEEDS = ("tornado", "gevent", "twisted", "treq")
+_NEEDS = ("tornado", "gevent", "twisted", "treq", "starlette", "uvicorn")
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 
@@ -42,16 +44,14 @@ def run_demo(host: str, ports: list[int], store: str | None, secret: str | None 
     """Run the demo until SIGINT/SIGTERM; return 0 if everything stopped cleanly."""
     missing = [name for name in _NEEDS if importlib.util.find_spec(name) is None]
     if missing:
-        raise ConfigurationError(
-            f"the demo needs {', '.join(missing)}: pip install 'skyhooks[tornado,gevent,twisted]'"
-        )
+        raise ConfigurationError(f"the demo needs {', '.join(missing)}: pip install 'skyhooks[demo]'")
     stopping = threading.Event()
     previous = {signum: signal.signal(signum, lambda *_: stopping.set()) for signum in _SIGNALS}
     folder = None
     if store is None:
         folder = tempfile.mkdtemp(prefix="skyhooks-demo-")
         store = f"sqlite:///{folder}/hooks.db"
-    open_store(store).close()  # a bad or unreachable store fails here, in one line
+    _probe(store)  # a bad or unreachable store fails here, in one line
     secret = secret or generate_secret()
     Signer(secret)  # an unusable secret fails here, in one line
     servers: list[_Server] = []
@@ -59,7 +59,7 @@ def run_demo(host: str, ports: list[int], store: str | None, secret: str | None 
         for framework, port in zip(FRAMEWORKS, ports, strict=True):
             servers.append(_start(framework, host, port, store, secret))
         _wait_ready(servers, stopping)
-        print(f"skyhooks demo: three servers sharing {store}")
+        print(f"skyhooks demo: {len(servers)} servers sharing {store}")
         for server in servers:
             print(f"  {server.framework:<8} {server.page}")
         print('Open the pages, pick an account, press "Run task". Ctrl-C stops everything.', flush=True)
@@ -77,6 +77,16 @@ def run_demo(host: str, ports: list[int], store: str | None, secret: str | None 
 
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _probe(store: str) -> None:
+    """Open *store* and read from it once: network stores (MongoDB, Redis)
+    connect lazily, so opening alone would not find one that is down."""
+    opened = open_store(store)
+    try:
+        opened.lookup({Topic("skyhooks", "probe")})
+    finally:
+        opened.close()
 
 
 def _start(framework: str, host: str, port: int, store: str, secret: str) -> _Server:

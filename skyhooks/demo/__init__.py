@@ -1,9 +1,10 @@
 """The mixed-stack demo that ``skyhooks demo`` runs.
 
 One server module per framework (``tornado_server``, ``gevent_server``,
-``twisted_server``), each doing only its framework's I/O; what they share (the
-page, the Server-Sent Events format, argument parsing, starting the worker) is
-in ``_common``; ``worker`` is the background job, a process of its own like a
-Celery worker. This package imports nothing on purpose: the gevent server must
-monkey-patch the standard library before anything else is imported.
+``twisted_server``, ``asgi_server``: Starlette under uvicorn), each doing only
+its framework's I/O; what they share (the page, the Server-Sent Events format,
+argument parsing, starting the worker) is in ``_common``; ``worker`` is the
+background job, a process of its own like a Celery worker. This package imports
+nothing on purpose: the gevent server must monkey-patch the standard library
+before anything else is imported.
 """

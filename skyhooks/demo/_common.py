@@ -1,4 +1,4 @@
-"""What the three demo servers share; framework-free and standard library only.
+"""What the four demo servers share; framework-free and standard library only.
 
 Each server serves four paths: ``/`` (the page), ``/events?account_id=42`` (an
 SSE stream that holds a callback registered for the account while it is open),
@@ -39,7 +39,7 @@ __all__ = [
     "webhook_url",
 ]
 
-LABELS = {"tornado": "Tornado", "gevent": "gevent", "twisted": "Twisted"}
+LABELS = {"tornado": "Tornado", "gevent": "gevent", "twisted": "Twisted", "asgi": "Starlette"}
 
 #: How often an idle stream gets a comment line. Besides keeping proxies from
 #: timing the stream out, a write is how a WSGI server notices a browser that left.

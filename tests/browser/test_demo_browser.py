@@ -3,10 +3,11 @@ driven by Playwright for Python (the PyPI ``playwright`` package, whose bundled
 node driver works with ``executable_path=/usr/bin/chromium``; ``playwright install``
 is never run, and npm's playwright-core is not needed).
 
-``skyhooks demo`` runs three servers (Tornado, gevent, Twisted) on free ports. Three
-pages watch account 42, one on each server, and a fourth watches account 7.
-"Run task" on one page starts the demo's worker process; every 42-page must show
-every progress step, the result and the delivery counts, and the 7-page nothing.
+``skyhooks demo`` runs four servers (Tornado, gevent, Twisted, Starlette) on free
+ports. Four pages watch account 42, one on each server, and a fifth watches
+account 7. "Run task" on one page (Starlette's) starts the demo's worker process;
+every 42-page must show every progress step, the result and the delivery counts
+(four callbacks each), and the 7-page nothing.
 Then this test publishes time-stamped messages with the blocking
 ``skyhooks.Publisher`` and each page records ``Date.now()`` as each arrives: the
 publish-to-browser latency (p50/max) is printed. A screenshot is saved under the
@@ -33,6 +34,8 @@ pytestmark = pytest.mark.slow
 pytest.importorskip("tornado")
 pytest.importorskip("gevent")
 pytest.importorskip("twisted")
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
 sync_api = pytest.importorskip("playwright.sync_api")
 
 CHROMIUM = os.environ.get("SKYHOOKS_CHROMIUM", "/usr/bin/chromium")
@@ -109,15 +112,15 @@ def test_run_task_reaches_every_page_of_the_account(demo: Demo, browser: Any, tm
     pages = {framework: open_page(browser, url, "42") for framework, url in demo.pages.items()}
     other = open_page(browser, demo.pages["gevent"], "7")
 
-    pages["tornado"].click("#run")
-    started = pages["tornado"].locator("#log tr", has_text="started task")
+    pages["asgi"].click("#run")
+    started = pages["asgi"].locator("#log tr", has_text="started task")
     sync_api.expect(started).to_have_count(1)
     task = started.inner_text().split()[2]
 
     for framework, page in pages.items():
         sync_api.expect(page.locator("#log tr.result")).to_have_count(1, timeout=TIMEOUT_MS)
-        # Each message's delivery report fills in its row's count: all three pages' callbacks.
-        counted = page.locator("#log td.n", has_text="notified 3 callbacks")
+        # Each message's delivery report fills in its row's count: all four pages' callbacks.
+        counted = page.locator("#log td.n", has_text=f"notified {len(pages)} callbacks")
         sync_api.expect(counted).to_have_count(STEPS + 1)
         # Newest first on the page; oldest first here.
         rows = page.locator("#log tr td:first-child").all_inner_texts()[::-1]
@@ -132,8 +135,10 @@ def test_run_task_reaches_every_page_of_the_account(demo: Demo, browser: Any, tm
         for step in range(1, LATENCY_MESSAGES + 1):
             data = {"kind": "progress", "task": "latency", "step": step, "of": LATENCY_MESSAGES}
             report = publisher.notify({"account_id": 42}, {**data, "sent": time.time()})
-            assert report.notified == 3 and not report.failed, report
-            publisher.notify({"account_id": 42}, {"kind": "report", "ref": report.message_id, "notified": 3})
+            assert report.notified == len(pages) and not report.failed, report
+            publisher.notify(
+                {"account_id": 42}, {"kind": "report", "ref": report.message_id, "notified": report.notified}
+            )
             time.sleep(0.05)
     latencies = []
     for page in pages.values():
@@ -151,11 +156,11 @@ def test_run_task_reaches_every_page_of_the_account(demo: Demo, browser: Any, tm
     assert other.locator("#log tr").count() == 0
     assert other.evaluate("window.__arrivals") == []
 
-    shot = tmp_path / "demo-tornado.png"
-    pages["tornado"].screenshot(path=str(shot), full_page=True)
+    shot = tmp_path / "demo-asgi.png"
+    pages["asgi"].screenshot(path=str(shot), full_page=True)
     width, height = png_size(shot)
     assert (width, height) >= (900, 700) and shot.stat().st_size > 20_000, (width, height, shot.stat())
-    text = pages["tornado"].inner_text("body")
-    assert "skyhooks demo, served by Tornado" in text
+    text = pages["asgi"].inner_text("body")
+    assert "skyhooks demo, served by Starlette" in text
     assert f"task {task}: done: {STEPS} steps" in text
     print(f"screenshot: {shot} ({width}x{height}, {shot.stat().st_size} bytes)")

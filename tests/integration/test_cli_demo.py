@@ -1,6 +1,6 @@
-"""The ``skyhooks`` command against a running ``skyhooks demo`` (three servers,
-Tornado, gevent and Twisted, on one SQLite store the test names) while pages'
-SSE streams are open: ``listeners`` (table and JSON) names the servers' webhook
+"""The ``skyhooks`` command against a running ``skyhooks demo`` (four servers,
+Tornado, gevent, Twisted and Starlette, on one SQLite store the test names) while
+pages' SSE streams are open: ``listeners`` (table and JSON) names the servers' webhook
 URLs and topics, ``notify`` reaches the stream (and only with the right secret),
 ``purge`` removes expired rows and nothing live.
 """
@@ -25,6 +25,8 @@ pytestmark = pytest.mark.slow
 pytest.importorskip("tornado")
 pytest.importorskip("gevent")
 pytest.importorskip("twisted")
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
 
 
 def skyhooks(*args: str, secret: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -58,14 +60,14 @@ def test_cli_against_a_running_demo(demo: Demo, streams: dict[str, EventStream])
     hooks = demo.webhook_urls
     store = demo.store
 
-    # listeners: a table naming each listening server's URL and topic, not the idle one.
+    # listeners: a table naming each listening server's URL and topic, not the idle ones.
     result = skyhooks("listeners", "--store", store)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["URL", "TOPICS", "EXPIRES", "IN"]
     rows = sorted(line.split()[:2] for line in lines[1:])
     assert rows == sorted([[hooks["gevent"], "account_id=42"], [hooks["twisted"], "account_id=7"]]), lines
-    assert hooks["tornado"] not in result.stdout
+    assert hooks["tornado"] not in result.stdout and hooks["asgi"] not in result.stdout
 
     result = skyhooks("listeners", "--store", store, "--json")
     assert result.returncode == 0, result.stderr

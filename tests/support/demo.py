@@ -20,6 +20,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 DEADLINE = 30.0
+#: The demo's servers, as it names them (asgi: Starlette under uvicorn).
+FRAMEWORKS = ("tornado", "gevent", "twisted", "asgi")
 
 
 @dataclass
@@ -57,16 +59,18 @@ def children(pid: int) -> set[int]:
 
 
 @contextmanager
-def running_demo(tmp_path: Path) -> Iterator[Demo]:
-    """``skyhooks demo --ports 0,0,0 --store sqlite:///<tmp>/hooks.db --secret S``, ended (by pid) on exit."""
+def running_demo(tmp_path: Path, store: str | None = None) -> Iterator[Demo]:
+    """``skyhooks demo --ports 0,0,0,0 --store sqlite:///<tmp>/hooks.db --secret S`` (or *store*),
+    ended (by pid) on exit."""
     from skyhooks import generate_secret
 
-    store = f"sqlite:///{tmp_path}/hooks.db"
+    store = store or f"sqlite:///{tmp_path}/hooks.db"
     secret = generate_secret()
     log_path = tmp_path / "demo.stderr"
     log = log_path.open("w")
+    ports = ",".join("0" * len(FRAMEWORKS))
     process = subprocess.Popen(
-        [sys.executable, "-m", "skyhooks", "demo", "--ports", "0,0,0", "--store", store, "--secret", secret],
+        [sys.executable, "-m", "skyhooks", "demo", "--ports", ports, "--store", store, "--secret", secret],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=log,
@@ -76,13 +80,13 @@ def running_demo(tmp_path: Path) -> Iterator[Demo]:
         pages: dict[str, str] = {}
         assert process.stdout is not None
         deadline = time.monotonic() + DEADLINE
-        while len(pages) < 3 and time.monotonic() < deadline:
+        while len(pages) < len(FRAMEWORKS) and time.monotonic() < deadline:
             line = process.stdout.readline()
             if not line:
                 break
-            if match := re.match(r"\s+(tornado|gevent|twisted)\s+(http://\S+)", line):
+            if match := re.match(r"\s+(tornado|gevent|twisted|asgi)\s+(http://\S+)", line):
                 pages[match[1]] = match[2]
-        assert len(pages) == 3, f"the demo did not print three URLs:\n{log_path.read_text()}"
+        assert sorted(pages) == sorted(FRAMEWORKS), f"the demo printed {pages}:\n{log_path.read_text()}"
         yield Demo(process, pages, store, log_path, secret)
         # A clean stop (SIGINT, as Ctrl-C) is part of every run.
         process.send_signal(signal.SIGINT)

@@ -91,7 +91,10 @@ def answer(status: int, body: bytes) -> web.Response:
 
 async def main() -> None:
     args = parse_args(__doc__ or "")
-    sock = socket.socket()
+    # IPPROTO_TCP, not socket()'s protocol 0: asyncio sets TCP_NODELAY on accepted
+    # connections only for TCP sockets, and without it each kept-alive answer waits
+    # for the client's delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", args.port))
     port = sock.getsockname()[1]
     # One store object for the registry and the publishers, so memory:// is shared too.

@@ -123,7 +123,10 @@ async def respond(send: Any, status: int, body: bytes) -> None:
 
 def main() -> None:
     args = parse_args(__doc__ or "")
-    sock = socket.socket()
+    # IPPROTO_TCP, not socket()'s protocol 0: asyncio sets TCP_NODELAY on accepted
+    # connections only for TCP sockets, and without it each kept-alive answer waits
+    # for the client's delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", args.port))
     sock.listen(128)
     port = sock.getsockname()[1]
