@@ -44,15 +44,16 @@ class WebhookASGI:
 
     async def _http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         found = {_WANTED[n]: value.decode("latin-1") for n, value in scope["headers"] if n in _WANTED}
-        reader = self.registry.reader(scope["method"], found.get)
+        reader = self.registry.reader(scope["method"], found)
         response = reader.refusal
         while response is None:
             message = await receive()
             if message["type"] == "http.disconnect":
                 return  # the sender left mid-body: nothing was dispatched, no one to answer
-            response = reader.feed(message.get("body", b""))
-            if response is None and not message.get("more_body", False):
-                response = reader.finish()
+            if message.get("more_body", False):
+                response = reader.feed(message.get("body", b""))
+            else:
+                response = reader.finish(message.get("body", b""))
         headers = _raw(response.header_pairs)  # with "Connection: close", the server closes after them
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": response.body, "more_body": response.close})

@@ -150,9 +150,10 @@ class BaseRegistry(abc.ABC, Generic[W]):
         """Bodies over this many bytes are refused with 413."""
         return self._verifier.max_body_size
 
-    def reader(self, method: str, header: HeaderGetter) -> RequestReader:
+    def reader(self, method: str, header: HeaderGetter | dict[str, str]) -> RequestReader:
         """A reader for one incoming request (see :class:`~skyhooks.core.wire.RequestReader`):
-        every adapter's endpoint feeds its framework's request through one."""
+        every adapter's endpoint feeds its framework's request through one. *header* is a
+        getter by lower-case name, or a dict by lower-case name the adapter has built anyway."""
         return RequestReader(self.handle_request, self._verifier.max_body_size, method, header)
 
     @property

@@ -160,7 +160,7 @@ class WebhookApp:
             except OSError as exc:  # pywsgi's bad chunked encoding
                 response = error_response(BadRequest(f"unreadable body: {exc}"), close=True)
             else:
-                response = reader.feed(body) or reader.finish()
+                response = reader.finish(body)
         assert response is not None  # finish() answers whatever was not refused
         # pywsgi closes the connection after an answer whose headers say "Connection: close".
         start_response(response.status_line, list(response.header_pairs))

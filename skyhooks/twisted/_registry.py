@@ -72,11 +72,7 @@ class WebhookResource(Resource):
     def render(self, request: Request) -> bytes:
         reader = self.registry.reader(request.method.decode("latin-1"), _headers(request))
         # The body is in already: even after a refusal, the connection can serve the next request.
-        response = (
-            reader.refusal
-            or reader.feed(cast(BinaryIO, request.content).read(reader.read_limit))
-            or reader.finish()
-        )
+        response = reader.refusal or reader.finish(cast(BinaryIO, request.content).read(reader.read_limit))
         assert response is not None  # finish() is None only after a refusal
         request.setResponseCode(response.status)
         for name, value in response.headers.items():

@@ -307,3 +307,16 @@ def test_batch_replies():
     reply = parse_reply(b'{"status":"ok","notified":4,"results":[3,1,null]}')
     assert reply.notified == 4 and reply.results == (3, 1, None)
     assert parse_reply(b'{"status":"ok","notified":4,"results":[true]}').results is None  # malformed: unknown
+
+
+def test_a_full_memory_of_ids_forgets_its_oldest_hundredth_at_once():
+    recent = RecentIds(window=10, max_size=200, clock=lambda: 0.0)
+    for n in range(200):
+        assert not recent.check_and_add(str(n))
+    assert not recent.check_and_add("new")
+    assert len(recent) == 199  # 0 and 1 forgotten together, "new" remembered
+    assert not recent.check_and_add("0")  # (199 ids: room for it)
+    assert not recent.check_and_add("1")  # full again: "2" and "3" go
+    assert len(recent) == 199
+    assert not recent.check_and_add("3")
+    assert recent.check_and_add("new") and recent.check_and_add("199")

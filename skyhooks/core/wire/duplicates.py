@@ -55,9 +55,11 @@ class RecentIds:
             now = self._clock()
             seen = self._seen
             if now >= self._oldest or len(seen) >= self._max_size:
+                # Full: forget the oldest 1% at once, not one id per request from then on.
+                keep = self._max_size - max(1, self._max_size // 100)
                 while seen:
                     oldest, expires = next(iter(seen.items()))
-                    if expires > now and len(seen) < self._max_size:
+                    if expires > now and len(seen) <= keep:
                         break
                     del seen[oldest]
                 self._oldest = next(iter(seen.values())) if seen else math.inf

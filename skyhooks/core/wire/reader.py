@@ -8,13 +8,13 @@ read, and a body that grows past it while streaming (chunked, or lying about
 its length) is refused the moment it does. Either refusal asks the adapter to
 close the connection, since the rest of the body was never read.
 
-    reader = registry.reader(method, headers.get)
+    reader = registry.reader(method, headers.get)  # or a dict of the lower-case headers
     if reader.refusal is not None:
         answer(reader.refusal)                     # 413, the body left unread
     for chunk in body:
         if (refusal := reader.feed(chunk)) is not None:
             answer(refusal)                        # 413 mid-body
-    if (response := reader.finish()) is not None:
+    if (response := reader.finish()) is not None:  # or reader.finish(whole_body), without feed
         answer(response)                           # the core's verdict
 """
 
@@ -54,11 +54,17 @@ class RequestReader:
         "refusal",
     )
 
-    def __init__(self, handle: RequestHandler, max_body_size: int, method: str, header: HeaderGetter) -> None:
+    def __init__(
+        self, handle: RequestHandler, max_body_size: int, method: str, header: HeaderGetter | dict[str, str]
+    ) -> None:
         self._handle = handle
         self._limit = max_body_size
         self.method = method
-        self._headers = {name: value for name in REQUEST_HEADERS if (value := header(name)) is not None}
+        if isinstance(header, dict):  # the headers by lower-case name, gathered by the adapter already
+            self._headers = header
+            header = header.get
+        else:
+            self._headers = {name: value for name in REQUEST_HEADERS if (value := header(name)) is not None}
         self._chunks: list[bytes] = []
         self._size = 0
         #: The body's declared length (``Content-Length``), or None when absent or malformed.
@@ -94,13 +100,22 @@ class RequestReader:
         self._chunks.append(chunk)
         return None
 
-    def finish(self) -> Response | None:
-        """The body is complete: the answer, or None if the request was refused already."""
+    def finish(self, last: bytes = b"") -> Response | None:
+        """The body is complete, *last* its final piece (a whole body read at once may
+        come here alone, with no :meth:`feed`): the answer, or None if the request
+        was refused already."""
         if self._done:
             return None
+        if self._chunks:
+            if last and (refusal := self.feed(last)) is not None:
+                return refusal
+            body = b"".join(self._chunks)
+            self._chunks = []
+        elif len(last) > self._limit:
+            return self.feed(last)
+        else:
+            body = last
         self._done = True
-        body = b"".join(self._chunks)
-        self._chunks = []
         try:
             return self._handle(self.method, self._headers, body)
         except Exception:  # a bug of ours (bad input is answered, never raised): JSON, no traceback
