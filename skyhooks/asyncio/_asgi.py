@@ -50,10 +50,8 @@ class WebhookASGI:
             message = await receive()
             if message["type"] == "http.disconnect":
                 return  # the sender left mid-body: nothing was dispatched, no one to answer
-            if message.get("more_body", False):
-                response = reader.feed(message.get("body", b""))
-            else:
-                response = reader.finish(message.get("body", b""))
+            last = not message.get("more_body", False)  # the whole body comes in one message, mostly
+            response = (reader.finish if last else reader.feed)(message.get("body", b""))
         headers = _raw(response.header_pairs)  # with "Connection: close", the server closes after them
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": response.body, "more_body": response.close})
