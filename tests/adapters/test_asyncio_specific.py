@@ -39,7 +39,7 @@ from skyhooks.core.delivery import ITransport
 from skyhooks.core.errors import TransportError
 from skyhooks.core.stores.memory import MemoryStore
 from skyhooks.core.wire import Signer
-from tests.support.raw_http import RawServer, hanging_server
+from tests.support.raw_http import RawServer, hanging_server, read_response
 from tests.support.receiver import Receiver, refused_url
 
 A42 = {"account_id": 42}
@@ -389,13 +389,7 @@ def test_keep_alive_head_and_a_bug_answered_in_json(endpoint: str, monkeypatch: 
 
         async def exchange(request: bytes, method: str = "POST") -> tuple[bytes, dict[str, str], bytes]:
             writer.write(request)
-            status = await reader.readline()
-            headers = {}
-            while (line := await reader.readline()) not in (b"\r\n", b""):
-                name, _, value = line.decode("latin-1").partition(":")
-                headers[name.strip().lower()] = value.strip()
-            size = 0 if method == "HEAD" else int(headers["content-length"])
-            return status, headers, await reader.readexactly(size)
+            return await read_response(reader, method)
 
         def post(data: Any) -> bytes:
             message = signer.build(A42, data)

@@ -3,6 +3,7 @@ a test wants (garbage included), to test HTTP clients of any framework."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import socket
@@ -152,3 +153,17 @@ def trusted_and_stranger() -> Iterator[tuple[ssl.SSLContext, ssl.SSLContext]]:
                 del os.environ["SSL_CERT_FILE"]
             else:
                 os.environ["SSL_CERT_FILE"] = saved
+
+
+async def read_response(
+    reader: asyncio.StreamReader, method: str = "POST"
+) -> tuple[bytes, dict[str, str], bytes]:
+    """One HTTP/1.1 response off a kept-alive connection: the status line, the headers
+    by lower-case name, and a body of ``Content-Length`` bytes (none for HEAD)."""
+    status = await reader.readline()
+    headers = {}
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    size = 0 if method == "HEAD" else int(headers["content-length"])
+    return status, headers, await reader.readexactly(size)

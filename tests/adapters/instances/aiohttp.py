@@ -12,27 +12,20 @@ from typing import Any
 
 from aiohttp import web
 
-from skyhooks import Message, SkyhooksError, open_store
+from skyhooks import SkyhooksError, open_store
 from skyhooks.aiohttp import Publisher, Registry, WebhookHandler
 
 from .common import (
     Publishers,
     Recorder,
     announce,
+    asyncio_callback,
     error_json,
     ok_json,
     parse_args,
     report_json,
     topics_json,
 )
-
-
-def make_async(record: Callable[[Message], None]) -> Callable[[Message], Any]:
-    async def callback(message: Message) -> None:
-        await asyncio.sleep(0)
-        record(message)
-
-    return callback
 
 
 class Control:
@@ -65,7 +58,7 @@ class Control:
     async def act(self, action: str, request: dict[str, Any]) -> bytes:
         recorder, registry = self.recorder, self.registry
         if action in ("register", "unregister"):
-            callback = recorder.callback(request["name"], request.get("kind", "sync"), make_async)
+            callback = recorder.callback(request["name"], request.get("kind", "sync"), asyncio_callback)
             change = registry.register if action == "register" else registry.unregister
             done = change(request["keys"], callback)
             if request.get("wait", True):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -124,3 +125,14 @@ def ok_json(**fields: Any) -> bytes:
 
 def topics_json(topics: Any) -> bytes:
     return json.dumps({"topics": sorted(map(str, topics))}).encode()
+
+
+def asyncio_callback(record: Callable[[Message], None]) -> Callable[[Message], Any]:
+    """A coroutine-function callback that yields to the loop once, then records:
+    the asyncio-based instances' (Tornado, ASGI, aiohttp) ``make_async``."""
+
+    async def callback(message: Message) -> None:
+        await asyncio.sleep(0)
+        record(message)
+
+    return callback

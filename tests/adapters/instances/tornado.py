@@ -14,27 +14,20 @@ from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
 from tornado.web import Application, RequestHandler
 
-from skyhooks import Message, SkyhooksError, open_store
+from skyhooks import SkyhooksError, open_store
 from skyhooks.tornado import Publisher, Registry, WebhookDelegate, WebhookHandler
 
 from .common import (
     Publishers,
     Recorder,
     announce,
+    asyncio_callback,
     error_json,
     ok_json,
     parse_args,
     report_json,
     topics_json,
 )
-
-
-def make_async(record: Callable[[Message], None]) -> Callable[[Message], Any]:
-    async def callback(message: Message) -> None:
-        await asyncio.sleep(0)
-        record(message)
-
-    return callback
 
 
 class Instance:
@@ -76,7 +69,7 @@ class ControlHandler(RequestHandler):
         instance = self.instance
         registry, recorder = instance.registry, instance.recorder
         if action in ("register", "unregister"):
-            callback = recorder.callback(request["name"], request.get("kind", "sync"), make_async)
+            callback = recorder.callback(request["name"], request.get("kind", "sync"), asyncio_callback)
             method = registry.register if action == "register" else registry.unregister
             done = method(request["keys"], callback)
             if request.get("wait", True):
