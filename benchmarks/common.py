@@ -40,7 +40,7 @@ def missing_prerequisites(figures: set[str], frameworks: Sequence[str]) -> list[
     )
     modules = {"matplotlib"}  # every run ends by drawing the plots
     if figures & DELIVERY_FIGURES:  # the baselines, and every publisher and receiver
-        modules |= {"aiohttp", "redis", "socketio", "tornado", "gevent", "twisted"}
+        modules |= {"aiohttp", "redis", "socketio", "tornado", "gevent", "twisted", "uvicorn", "httptools"}
     if figures & {"receive", "instructions", "memory"}:
         modules |= {module for fw in frameworks for module in SERVER_MODULES.get(fw, (fw,))}
     if "stores" in figures:  # the Redis and MongoDB stores

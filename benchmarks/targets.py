@@ -14,8 +14,10 @@ figures are kept in the JSON.
 Throughput: one Tornado instance, Socket.IO and Redis pub/sub baselines, each
 publisher unbatched (``notify`` per message, 16 in flight; blocking: 16 threads,
 and ``submit`` per message from one thread, 16 unfinished at most) and batched
-(``notify_many`` of 100; blocking: 8 threads). Latency: paced at 500/s, the Socket.IO
-baseline, each framework's bare floor, and the pairs the targets name.
+(``notify_many`` of 100; blocking: 8 threads); and the asyncio publisher (it sends with
+aiohttp) the same two ways into one WebhookASGI instance under uvicorn and into one
+aiohttp instance, named ``<receiver> <- asyncio ...``. Latency: paced at 500/s, the
+Socket.IO baseline, each framework's bare floor, and the pairs the targets name.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from skyhooks import generate_secret
 
 PUBLISHERS = ["blocking", "tornado", "gevent", "twisted"]
 FRAMEWORKS = ["tornado", "gevent", "twisted"]
+#: The asyncio receivers (asgi: WebhookASGI under uvicorn), each measured with the asyncio
+#: publisher only; their rows come after the others', so the older rows keep their names.
+ASYNCIO_FRAMEWORKS = ["asgi", "aiohttp"]
 
 
 def run(quick: bool, log: Any = print) -> dict[str, Any]:
@@ -48,7 +53,7 @@ def run(quick: bool, log: Any = print) -> dict[str, Any]:
             ["benchmarks.baselines.redis_subscriber", "--redis-port", str(port), "--channels", "one"]
         )
         instances, floors = {}, {}
-        for fw in FRAMEWORKS:
+        for fw in FRAMEWORKS + ASYNCIO_FRAMEWORKS:
             keys = json.dumps([{"bench": f"t-{fw}"}])
             instances[fw] = server(
                 [f"benchmarks.servers.{fw}", "--store", store, "--secret", secret, "--keys", keys]
@@ -78,8 +83,15 @@ def run(quick: bool, log: Any = print) -> dict[str, Any]:
         for pub in ("blocking", "tornado"):
             plan = {"threads": BATCH_THREADS, "batch": 100, "in_flight": 4}
             throughput_runs.append((f"{pub} batched", pub, skyhooks("tornado"), plan))
+        for fw in ASYNCIO_FRAMEWORKS:
+            # The tornado rows' plans: IN_FLIGHT notify() at once; notify_many of 100, 4 at once.
+            for name, plan in (
+                ("unbatched", {"threads": THREADS}),
+                ("batched", {"threads": BATCH_THREADS, "batch": 100, "in_flight": 4}),
+            ):
+                throughput_runs.append((f"{fw} <- asyncio {name}", "asyncio", skyhooks(fw), plan))
         latency_runs: list[tuple[str, str, dict[str, Any]]] = [("socketio", *baselines["socketio"])]
-        for fw in FRAMEWORKS:
+        for fw in FRAMEWORKS + ASYNCIO_FRAMEWORKS:
             bare = f"http://127.0.0.1:{floors[fw]}"
             latency_runs.append(
                 (
@@ -88,7 +100,7 @@ def run(quick: bool, log: Any = print) -> dict[str, Any]:
                     {"keys": {"bench": "floor"}, "urls": [f"{bare}/skyhooks"], "tallies": [f"{bare}/tally"]},
                 )
             )
-            for pub in ("blocking", fw):
+            for pub in ("asyncio",) if fw in ASYNCIO_FRAMEWORKS else ("blocking", fw):
                 latency_runs.append((f"{fw} <- {pub}", pub, skyhooks(fw)))
 
         def throughput_of(name: str, kind: str, target: dict[str, Any], extra: dict[str, Any]) -> float:
@@ -130,6 +142,12 @@ def run(quick: bool, log: Any = print) -> dict[str, Any]:
                 f"Socket.IO (median {statistics.median(tput['socketio']):,.0f} msg/s); latency "
                 f"tornado <- tornado p50 {paired_lat['tornado <- tornado'][-1]:.2f}x Socket.IO's"
             )
+            for fw in ASYNCIO_FRAMEWORKS:
+                log(
+                    f"    {fw} <- asyncio: unbatched {paired[f'{fw} <- asyncio unbatched'][-1]:.2f}x, "
+                    f"batched {paired[f'{fw} <- asyncio batched'][-1]:.2f}x Socket.IO; latency p50 "
+                    f"{paired_lat[f'{fw} <- asyncio'][-1]:.2f}x Socket.IO's"
+                )
     return {
         "rounds": rounds,
         "seconds": seconds,

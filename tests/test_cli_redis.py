@@ -13,7 +13,7 @@ pytest.importorskip("redis", reason="the Redis store needs redis-py: pip install
 
 from skyhooks import Topic
 from skyhooks.core.stores.redis import RedisStore
-from tests.support.demo import DEADLINE, EventStream, running_demo
+from tests.support.demo import DEADLINE, EventStream, command_lines, running_demo
 from tests.support.redis import RedisServer, free_port
 from tests.test_cli import skyhooks
 
@@ -117,3 +117,19 @@ def test_demo_on_redis(tmp_path: Path, store_url: str) -> None:
                 stream.close()
     # Leaving running_demo stopped it with SIGINT and asserted exit status 0, which
     # the demo gives only when none of its servers is left in the store.
+
+
+@pytest.mark.slow
+def test_the_demo_keeps_the_store_password_and_secret_private(
+    tmp_path: Path, locked_redis: RedisServer
+) -> None:
+    pytest.importorskip("tornado")
+    pytest.importorskip("gevent")
+    pytest.importorskip("twisted")
+    store = f"redis://:{PASSWORD}@127.0.0.1:{locked_redis.port}/0"
+    with running_demo(tmp_path, store=store) as demo:
+        assert demo.banner.endswith(f"sharing redis://:***@127.0.0.1:{locked_redis.port}/0"), demo.banner
+        servers = [line for line in command_lines(demo.process.pid) if "skyhooks.demo." in line]
+        assert len(servers) == 4, servers
+        # Every local user can read a command line; only the user, a process's environment.
+        assert not [line for line in servers if PASSWORD in line or demo.secret in line], servers

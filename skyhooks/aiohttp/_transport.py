@@ -31,7 +31,10 @@ _KINDS: dict[type[BaseException], str] = {
 class AiohttpTransport:
     """POSTs through one ``aiohttp.ClientSession``, made on the running loop at
     the first ``post`` (anew on each new loop), with at most *limit*
-    connections, kept alive. No redirects, no retries: the core decides."""
+    connections, kept alive. No redirects, and one retry only: a request the
+    instance closed the connection on before any reply (most often a kept-alive
+    connection it let go while idle) goes once more; receivers drop a
+    ``webhook-id`` they have seen, so a resend is safe. The rest is the core's."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -53,18 +56,25 @@ class AiohttpTransport:
             self.close()
             connector = aiohttp.TCPConnector(limit=self.limit)
             self._session, self._loop = aiohttp.ClientSession(connector=connector, trust_env=False), loop
-        limit = aiohttp.ClientTimeout(total=timeout)
         with transport_errors(_KINDS):
             try:
-                post = self._session.post(
-                    url, data=body, headers=headers, allow_redirects=False, timeout=limit
-                )
-                async with post as response:
-                    return HTTPResult(response.status, response.headers, await _read(response))
+                try:
+                    return await self._post(self._session, url, headers, body, timeout)
+                except aiohttp.ServerDisconnectedError:  # closed unanswered: once more, on a new connection
+                    return await self._post(self._session, url, headers, body, timeout)
             except aiohttp.ClientConnectorError as exc:
                 if isinstance(exc.os_error, ConnectionRefusedError):
                     raise TransportError("refused", str(exc)) from exc
                 raise
+
+    @staticmethod
+    async def _post(
+        session: aiohttp.ClientSession, url: str, headers: Mapping[str, str], body: bytes, timeout: float
+    ) -> HTTPResult:
+        limit = aiohttp.ClientTimeout(total=timeout)
+        post = session.post(url, data=body, headers=headers, allow_redirects=False, timeout=limit)
+        async with post as response:
+            return HTTPResult(response.status, response.headers, await _read(response))
 
     async def aclose(self) -> None:
         """Close the session and wait until its connections are closed (on its loop)."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 from typing import Any
 
 from ..core.errors import SkyhooksError
@@ -14,11 +13,6 @@ from ._registry import Registry
 __all__ = ["WebhookASGI"]
 
 _WANTED = {name.encode(): name for name in (*REQUEST_HEADERS, "content-length")}  # as ASGI names them
-
-
-@functools.lru_cache(maxsize=256)  # the usual answers are shared Responses: their headers, encoded once
-def _raw(pairs: tuple[tuple[str, str], ...]) -> tuple[tuple[bytes, bytes], ...]:
-    return tuple((name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in pairs)
 
 
 class WebhookASGI:
@@ -52,7 +46,8 @@ class WebhookASGI:
                 return  # the sender left mid-body: nothing was dispatched, no one to answer
             last = not message.get("more_body", False)  # the whole body comes in one message, mostly
             response = (reader.finish if last else reader.feed)(message.get("body", b""))
-        headers = _raw(response.header_pairs)  # with "Connection: close", the server closes after them
+        # Encoded once per Response (the usual ones are shared); after "Connection: close", it closes.
+        headers = response.raw_header_pairs
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": response.body, "more_body": response.close})
         if response.close:

@@ -56,18 +56,16 @@ class Publisher(SyncPublisher):
         self._lock = threading.Lock()
         self._executors: dict[str, ThreadPoolExecutor] = {}
         self._pending = threading.BoundedSemaphore(self.max_pending)
-        self._backlog: Backlog[tuple[EncodedMessage, Future[DeliveryReport]]] = Backlog()
+        self._backlog = Backlog(lambda drain: self._executor("submit").submit(drain), self._deliver)
         self._notifying = 0  # notify calls unfinished
 
     def notify(self, keys: Keys, data: Any) -> DeliveryReport:
         """Deliver *data* to every callback listening for any of *keys*, and report.
 
-        Runs in the calling thread while fewer than ``INLINE_NOTIFIES`` other
-        calls are unfinished. Beyond that, a crowd of threads would each look
-        the store up and queue for the GIL and the lanes one message at a time:
-        the message joins :meth:`submit`'s backlog instead, where what queued
-        together leaves as one notification, and this thread waits for its
-        report. The report, the errors raised and the wire are the same either way.
+        Runs in the calling thread while fewer than ``INLINE_NOTIFIES`` other calls
+        are unfinished; past that, the message joins :meth:`submit`'s backlog (what
+        queued together leaves as one notification: one lookup, not one per thread)
+        and this thread waits. The report, the errors and the wire are the same.
         """
         with self._lock:
             crowded = self._notifying >= INLINE_NOTIFIES
@@ -75,7 +73,7 @@ class Publisher(SyncPublisher):
         try:
             if not crowded:
                 return super().notify(keys, data)
-            return self._queue(self._signer.encode(keys, data)).result()  # bad input raises here
+            return self._backlog.put(self._signer.encode(keys, data)).result()  # bad input raises here
         finally:
             with self._lock:
                 self._notifying -= 1
@@ -87,15 +85,12 @@ class Publisher(SyncPublisher):
         """Start delivering *data* to every callback listening for any of *keys*,
         and return at once: a ``concurrent.futures.Future`` of the report.
 
-        Submissions queue, and worker threads of the publisher's deliver what
-        queued as one notification (one store lookup, one POST per instance: a
-        batch), at most two at once, so one thread sending thousands of
-        messages pays about what ``notify_many`` costs; a submission alone goes
-        at once. Each still gets its own id and report. Bad keys or data raise
-        here; a store that cannot be read fails the future with
-        :class:`skyhooks.StoreError`. Waits while ``max_pending`` submissions
-        are unfinished. :meth:`close`, or the interpreter's exit, waits for
-        every submission to finish.
+        At most two worker threads deliver what queued as one notification (one
+        lookup, a batch per instance), so thousands of submissions cost about what
+        ``notify_many`` does; one alone goes at once. Each keeps its own id and
+        report. Bad keys or data raise here; an unreadable store fails the future
+        with :class:`skyhooks.StoreError`. Waits while ``max_pending`` are
+        unfinished; :meth:`close`, or the interpreter's exit, waits for them all.
         """
         if _greenlets_as_threads():
             raise SkyhooksError(
@@ -105,31 +100,12 @@ class Publisher(SyncPublisher):
         encoded = self._signer.encode(keys, data)  # bad input raises here, in the caller
         pending = self._pending
         pending.acquire()
-        future = self._queue(encoded)
+        future = self._backlog.put(encoded)
         future.add_done_callback(lambda _: pending.release())
         return future
 
-    def _queue(self, encoded: EncodedMessage) -> Future[DeliveryReport]:
-        future: Future[DeliveryReport] = Future()
-        if self._backlog.put((encoded, future)):
-            try:
-                self._executor("submit").submit(self._backlog.drain, self._deliver)
-            except RuntimeError:  # the interpreter is exiting and takes no new work: deliver here
-                self._backlog.drain(self._deliver)
-        return future
-
-    def _deliver(self, group: list[tuple[EncodedMessage, Future[DeliveryReport]]]) -> None:
-        live = [(message, future) for message, future in group if future.set_running_or_notify_cancel()]
-        if not live:
-            return
-        try:
-            reports = run_sync(self._flow_of([message for message, _ in live]), self._perform)
-        except BaseException as exc:  # a store error, say: each submitter reads it from its future
-            for _, future in live:
-                future.set_exception(exc)
-        else:
-            for (_, future), report in zip(live, reports, strict=True):
-                future.set_result(report)
+    def _deliver(self, messages: list[EncodedMessage]) -> list[DeliveryReport]:
+        return run_sync(self._flow_of(messages), self._perform)
 
     def close(self) -> None:
         """Wait for what was submitted, then close worker threads and pooled

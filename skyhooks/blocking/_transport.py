@@ -38,15 +38,11 @@ _KINDS: dict[type[BaseException], str] = {
 
 @implementer(ITransport)
 class Urllib3Transport:
-    """POSTs over one ``urllib3.PoolManager``, at most *per_origin* kept-alive
-    connections per instance. Thread-safe; it starts no thread, so it serves
-    on gevent's patched sockets too.
-
-    No redirects, and no retries but one: a request that met a kept-alive
-    connection closed by the instance (no reply begun) goes once more, on a
-    fresh connection. Receivers drop a ``webhook-id`` they have seen, so a
-    resend is safe; everything else is the core's retry policy's to decide.
-    """
+    """POSTs over one ``urllib3.PoolManager``, at most *per_origin* kept-alive connections
+    per instance; thread-safe, and it starts no thread. No redirects, and one retry only:
+    a request that met a kept-alive connection the instance had closed (no reply begun)
+    goes once more, on a fresh one; receivers drop a ``webhook-id`` they have seen, so a
+    resend is safe. Everything else is the core's retry policy's to decide."""
 
     def __init__(self, per_origin: int = 10) -> None:
         self._per_origin = per_origin

@@ -9,6 +9,7 @@ then stops the servers in order and checks that they left nothing in the store.
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import signal
 import subprocess
@@ -21,7 +22,9 @@ from dataclasses import dataclass, field
 from ..core.errors import ConfigurationError, SkyhooksError
 from ..core.keys import Topic
 from ..core.stores import open_store
+from ..core.urls import shown_url
 from ..core.wire import Signer, generate_secret
+from ..demo import SECRET_ENV, STORE_ENV
 
 __all__ = ["run_demo"]
 
@@ -59,7 +62,7 @@ def run_demo(host: str, ports: list[int], store: str | None, secret: str | None 
         for framework, port in zip(FRAMEWORKS, ports, strict=True):
             servers.append(_start(framework, host, port, store, secret))
         _wait_ready(servers, stopping)
-        print(f"skyhooks demo: {len(servers)} servers sharing {store}")
+        print(f"skyhooks demo: {len(servers)} servers sharing {shown_url(store)}")
         for server in servers:
             print(f"  {server.framework:<8} {server.page}")
         print('Open the pages, pick an account, press "Run task". Ctrl-C stops everything.', flush=True)
@@ -98,13 +101,14 @@ def _start(framework: str, host: str, port: int, store: str, secret: str) -> _Se
         host,
         "--port",
         str(port),
-        "--store",
-        store,
-        "--secret",
-        secret,
     ]
     process = subprocess.Popen(
-        command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, start_new_session=True
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, STORE_ENV: store, SECRET_ENV: secret},  # not on the command line: see STORE_ENV
     )
     server = _Server(framework, process)
     threading.Thread(target=_read, args=(server,), daemon=True).start()

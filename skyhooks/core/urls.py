@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["UrlPolicy"]
+__all__ = ["UrlPolicy", "shown_url"]
 
 
 @dataclass(frozen=True)
@@ -46,3 +46,17 @@ class UrlPolicy:
             if address is not None and address.is_link_local:
                 return f"refused by URL policy: {host} is link-local (cloud metadata lives there)"
         return None
+
+
+def shown_url(url: str) -> str:
+    """*url* as it is safe to print or log: a password in it becomes ``***``."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url.split("@")[-1] if "@" in url else url  # malformed: at least never its userinfo
+    if password is None:
+        return url
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))

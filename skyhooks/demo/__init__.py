@@ -8,3 +8,8 @@ background job, a process of its own like a Celery worker. This package imports
 nothing on purpose: the gevent server must monkey-patch the standard library
 before anything else is imported.
 """
+
+#: Where ``skyhooks demo`` hands its servers, and they their workers, the store URL
+#: and the secret: the environment, which only the process's user can read, not the
+#: command line, which every local user can (``ps``, ``/proc/PID/cmdline``).
+STORE_ENV, SECRET_ENV = "SKYHOOKS_STORE", "SKYHOOKS_SECRET"

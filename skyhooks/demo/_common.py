@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import html
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -21,6 +22,7 @@ from typing import Any
 
 from ..core.keys import validate_keys
 from ..core.values import Message
+from . import SECRET_ENV, STORE_ENV
 
 __all__ = [
     "KEEPALIVE_SECONDS",
@@ -81,10 +83,16 @@ def parse_args(framework: str) -> argparse.Namespace:
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--store", required=True)
-    parser.add_argument("--secret", required=True)
+    add_store_and_secret(parser)
     parser.add_argument("--ttl", type=float, default=30.0)
     return parser.parse_args()
+
+
+def add_store_and_secret(parser: argparse.ArgumentParser) -> None:
+    """``--store`` and ``--secret``, by default from ``$SKYHOOKS_STORE`` and ``$SKYHOOKS_SECRET``."""
+    for option, env in (("--store", STORE_ENV), ("--secret", SECRET_ENV)):
+        default = os.environ.get(env)
+        parser.add_argument(option, default=default, required=default is None, help=f"default: ${env}")
 
 
 def webhook_url(host: str, port: int) -> str:
@@ -124,16 +132,13 @@ class Workers:
             sys.executable,
             "-m",
             "skyhooks.demo.worker",
-            "--store",
-            self._store,
-            "--secret",
-            self._secret,
             "--account",
             account,
             "--task",
             task,
         ]
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=sys.stderr)
+        env = {**os.environ, STORE_ENV: self._store, SECRET_ENV: self._secret}
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=sys.stderr, env=env)
         with self._lock:
             self._running.add(process)
         # Reaped by a thread (a greenlet under gevent) so no zombie is left, in

@@ -15,12 +15,12 @@ import time
 from typing import Any
 
 from .. import Publisher, SkyhooksError
+from ._common import add_store_and_secret
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m skyhooks.demo.worker", description=__doc__)
-    parser.add_argument("--store", required=True)
-    parser.add_argument("--secret", required=True)
+    add_store_and_secret(parser)
     parser.add_argument("--account", required=True)
     parser.add_argument("--task", default="task")
     parser.add_argument("--steps", type=int, default=5)

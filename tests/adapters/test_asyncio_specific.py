@@ -119,6 +119,21 @@ def test_garbled_or_huge_replies_are_errors(answer: bytes) -> None:
     run(scenario)
 
 
+def test_a_kept_alive_connection_closed_as_the_request_arrives_is_resent_once() -> None:
+    async def scenario() -> None:
+        transport = AiohttpTransport(4)
+        with RawServer(lambda n, head, body: None if n == 2 else reply()) as server:  # drops the 2nd
+            await transport.post(server.url, HEADERS, b"{}", 2)
+            assert (await transport.post(server.url, HEADERS, b"{}", 2)).status == 200
+            assert server.connections == 2 and len(server.requests) == 3  # the 2nd was sent again
+        with RawServer(lambda n, head, body: None) as server:  # never answers, always closes
+            assert (await failure(transport, server.url)).kind == "error"
+            assert len(server.requests) == 2  # sent once more, not for ever
+        await transport.aclose()
+
+    run(scenario)
+
+
 def test_replies_are_read_on_kept_alive_connections() -> None:
     chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
 

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from skyhooks import InvalidKeysError, Topic
+from skyhooks import InvalidKeysError, StoreError, Topic
 from skyhooks.core import CallbackTable, topics_of, validate_keys
 from skyhooks.core.keys import checked_topics
 
@@ -137,12 +140,40 @@ def test_topic_is_a_hashable_ordered_value():
 
 
 def test_a_backlog_groups_what_queues_while_drains_run():
-    from skyhooks.core.delivery import Backlog
+    from concurrent.futures import Future
 
-    backlog: Backlog[int] = Backlog(most=1, size=3)
-    groups: list[list[int]] = []
-    assert backlog.put(0) is True  # nobody drains: the caller must start one
-    assert backlog.put(1) is False and backlog.put(2) is False and backlog.put(3) is False
-    backlog.drain(groups.append)
-    assert groups == [[0, 1, 2], [3]] and len(backlog) == 0
-    assert backlog.put(4) is True  # the drain ended with the queue: the next put starts one
+    from skyhooks.core.delivery import Backlog
+    from skyhooks.core.values import DeliveryReport
+    from skyhooks.core.wire import Signer
+
+    drains: list[Callable[[], None]] = []
+    groups: list[list[str]] = []
+
+    def deliver(messages: list[Any]) -> list[DeliveryReport]:
+        groups.append([m.id for m in messages])
+        if any(str(topic) == "fail=1" for m in messages for topic in m.topics):
+            raise StoreError("store down")
+        return [DeliveryReport(message_id=m.id) for m in messages]
+
+    backlog = Backlog(drains.append, deliver, most=1, size=3)
+    signer = Signer("whsec_" + "A" * 43 + "=")
+    messages = [signer.encode({"a": i}, i) for i in range(5)]
+    futures: list[Future[DeliveryReport]] = [backlog.put(messages[0])]
+    assert len(drains) == 1  # nobody drained: this put started one
+    futures += [backlog.put(m) for m in messages[1:4]]
+    assert len(drains) == 1 and len(backlog) == 4  # one drain at most: the others wait for it
+    futures[2].cancel()  # cancelled while queued: never sent
+    drains.pop()()
+    assert groups == [[messages[0].id, messages[1].id], [messages[3].id]] and len(backlog) == 0
+    assert [f.result().message_id for f in futures if not f.cancelled()] == [m.id for m in messages[:2]] + [
+        messages[3].id
+    ]
+    failing = backlog.put(signer.encode({"fail": 1}, None))  # the drain ended: this put starts one
+    drains.pop()()
+    assert isinstance(failing.exception(), StoreError)  # a store error reaches each submitter
+
+    def shut(drain: Callable[[], None]) -> None:
+        raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+
+    exiting = Backlog(shut, deliver)
+    assert exiting.put(messages[4]).result().message_id == messages[4].id  # drained by the caller

@@ -93,6 +93,18 @@ def test_renew_extends_readds_and_drops(store, clock):
     assert store.lookup({A42, A7, U1}) == {URL1: frozenset({A42, U1})}
 
 
+def test_renew_at_any_instant_keeps_what_it_renews_and_drops_the_rest(store, clock):
+    store.add(URL1, {A42, A7, U1}, ttl=10)
+    # Sub-millisecond instants (MongoDB keeps whole milliseconds), a renewal in the
+    # same millisecond as the last, and a clock stepped back (NTP) after a longer TTL.
+    for now, ttl in [(0.0004, 10.0007), (0.1234567, 10), (0.1234569, 10), (-30.9996, 0.5)]:
+        clock.now = 1_800_000_000 + now
+        store.renew(URL1, {A42, A7}, ttl=ttl)
+        assert store.lookup({A42, A7, U1}) == {URL1: frozenset({A42, A7})}, (now, ttl)
+    store.renew(URL1, {A42}, ttl=10)
+    assert store.lookup({A42, A7, U1}) == {URL1: frozenset({A42})}
+
+
 def test_renew_heals_a_wiped_store(store):
     store.add(URL1, {A42}, ttl=10)
     store.remove_url(URL1)

@@ -31,6 +31,7 @@ class Demo:
     store: str
     log_path: Path
     secret: str
+    banner: str  # the demo's first line: "skyhooks demo: 4 servers sharing <store>"
 
     @property
     def webhook_urls(self) -> dict[str, str]:
@@ -38,6 +39,17 @@ class Demo:
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
+
+
+def command_lines(pid: int) -> list[str]:
+    """The command line of every live process below *pid*, as one string each."""
+    lines = []
+    for child in children(pid):
+        try:
+            lines.append(Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except OSError:
+            continue  # ended meanwhile
+    return lines
 
 
 def children(pid: int) -> set[int]:
@@ -78,6 +90,7 @@ def running_demo(tmp_path: Path, store: str | None = None) -> Iterator[Demo]:
     )
     try:
         pages: dict[str, str] = {}
+        banner = ""
         assert process.stdout is not None
         deadline = time.monotonic() + DEADLINE
         while len(pages) < len(FRAMEWORKS) and time.monotonic() < deadline:
@@ -86,8 +99,10 @@ def running_demo(tmp_path: Path, store: str | None = None) -> Iterator[Demo]:
                 break
             if match := re.match(r"\s+(tornado|gevent|twisted|asgi)\s+(http://\S+)", line):
                 pages[match[1]] = match[2]
+            elif line.startswith("skyhooks demo:"):
+                banner = line.strip()
         assert sorted(pages) == sorted(FRAMEWORKS), f"the demo printed {pages}:\n{log_path.read_text()}"
-        yield Demo(process, pages, store, log_path, secret)
+        yield Demo(process, pages, store, log_path, secret, banner)
         # A clean stop (SIGINT, as Ctrl-C) is part of every run.
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=25) == 0, log_path.read_text()

@@ -29,18 +29,18 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from ..forks import reset_in_child
+from ..values import DeliveryReport
 from ..wire import MAX_BATCH, EncodedMessage, OutgoingMessage
 from .batches import BATCH_BYTES, weight
 from .effects import Flow, Wait
 from .retry import DeliveryOutcome, RetryPolicy, counts_of, deliver
 
 __all__ = ["Backlog", "Coalescer"]
-
-T = TypeVar("T")
 
 #: What one caller gets back: per message it handed in, the outcome of the POST
 #: that carried it and the callbacks it ran there (None for a duplicate).
@@ -222,18 +222,29 @@ class Coalescer:
             handoff()
 
 
-class Backlog(Generic[T]):
+class Backlog:
     """The coalescer's first stage, for a publisher that queues whole messages
-    (``Publisher.submit``): what is queued while up to *most* drains run leaves
-    as one notification (one store lookup, then the lanes above), up to
-    *size* messages at a time. At low rates a drain takes one message, at once.
+    (``Publisher.submit``): each :meth:`put` returns a
+    ``concurrent.futures.Future`` of the message's report, and what is queued
+    while up to *most* drains run leaves as one notification (one store
+    lookup, then the lanes above), up to *size* messages at a time. At low
+    rates a drain takes one message, at once.
 
-    Framework-free: :meth:`put` says when the caller must start a drain, and
-    the caller runs :meth:`drain` wherever its idiom runs work (a thread, a
-    task). Thread-safe.
+    Framework-free: ``start(drain)`` runs ``drain()`` wherever the publisher runs
+    work (a worker thread), or raises ``RuntimeError`` when it takes no more work
+    (an executor shut down at exit: then the caller drains, here);
+    ``deliver(messages)`` is the notification, returning a report per message.
+    Thread-safe.
     """
 
-    def __init__(self, most: int = 2, size: int = MAX_BATCH) -> None:
+    def __init__(
+        self,
+        start: Callable[[Callable[[], None]], object],
+        deliver: Callable[[list[EncodedMessage]], list[DeliveryReport]],
+        most: int = 2,
+        size: int = MAX_BATCH,
+    ) -> None:
+        self._start, self._deliver = start, deliver
         self.most, self.size = most, size
         self._after_fork()
         reset_in_child(self)
@@ -241,20 +252,24 @@ class Backlog(Generic[T]):
     def _after_fork(self) -> None:
         # A forked child has none of its parent's drains running, nor its queue's owners.
         self._lock = threading.Lock()
-        self._queue: deque[T] = deque()
+        self._queue: deque[tuple[EncodedMessage, Future[DeliveryReport]]] = deque()
         self._draining = 0
 
-    def put(self, item: T) -> bool:
-        """Queue *item*; True when the caller must start a :meth:`drain`."""
+    def put(self, message: EncodedMessage) -> Future[DeliveryReport]:
+        """Queue *message*; the future of its report."""
+        future: Future[DeliveryReport] = Future()
         with self._lock:
-            self._queue.append(item)
-            if self._draining < self.most:
-                self._draining += 1
-                return True
-            return False
+            self._queue.append((message, future))
+            must_start = self._draining < self.most
+            self._draining += must_start
+        if must_start:
+            try:
+                self._start(self._drain)
+            except RuntimeError:  # no more work taken (the interpreter is exiting): drain here
+                self._drain()
+        return future
 
-    def drain(self, handle: Callable[[list[T]], None]) -> None:
-        """``handle(group)`` for each group queued, until the queue is empty. *handle* must not raise."""
+    def _drain(self) -> None:
         while True:
             with self._lock:
                 if not self._queue:
@@ -262,7 +277,20 @@ class Backlog(Generic[T]):
                     return
                 take = min(self.size, len(self._queue))
                 group = [self._queue.popleft() for _ in range(take)]
-            handle(group)
+            self._settle(group)
+
+    def _settle(self, group: list[tuple[EncodedMessage, Future[DeliveryReport]]]) -> None:
+        live = [(message, future) for message, future in group if future.set_running_or_notify_cancel()]
+        if not live:
+            return
+        try:
+            reports = self._deliver([message for message, _ in live])
+        except BaseException as exc:  # a store error, say: each submitter reads it from its future
+            for _, future in live:
+                future.set_exception(exc)
+        else:
+            for (_, future), report in zip(live, reports, strict=True):
+                future.set_result(report)
 
     def __len__(self) -> int:
         return len(self._queue)

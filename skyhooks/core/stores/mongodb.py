@@ -1,11 +1,13 @@
 """``mongodb://host:port/db``: pymongo, one document per subscription.
 
-Documents are ``{name, value, url, expires_at}`` in the ``subscriptions``
+Documents are ``{name, value, url, expires_at, renewal}`` in the ``subscriptions``
 collection (override with ``?collection=...`` in the URL; the database comes
 from the URL path, ``skyhooks`` by default). Indexes: unique on
 ``(name, value, url)``, on ``url``, and a TTL index on ``expires_at`` so the
 server deletes a crashed instance's subscriptions by itself. Lookups still
 filter on ``expires_at`` because the TTL monitor only runs about once a minute.
+``renewal`` is the id of the ``renew`` that last wrote the row (null after an
+``add``): a renewal then drops the url's rows that do not carry its own id.
 
 pymongo is imported here, never by ``skyhooks.core`` itself: install it with
 ``pip install 'skyhooks[mongodb]'``.
@@ -22,6 +24,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pymongo
 import pymongo.errors
+from bson import ObjectId
 from pymongo import DeleteMany, UpdateOne
 from zope.interface import implementer
 
@@ -95,10 +98,10 @@ class MongoStore:
         return datetime.fromtimestamp(self._clock(), tz=timezone.utc)
 
     @staticmethod
-    def _upsert(url: str, topic: Topic, expires_at: datetime) -> UpdateOne:
+    def _upsert(url: str, topic: Topic, expires_at: datetime, renewal: ObjectId | None = None) -> UpdateOne:
         return UpdateOne(
             {"name": topic.name, "value": topic.value, "url": url},
-            {"$set": {"expires_at": expires_at}},
+            {"$set": {"expires_at": expires_at, "renewal": renewal}},
             upsert=True,
         )
 
@@ -120,15 +123,13 @@ class MongoStore:
             return int(self.collection.delete_many({"url": url}).deleted_count)
 
     def renew(self, url: str, topics: Iterable[Topic], ttl: float) -> None:
-        expires_at = self._expiry(ttl)
-        wanted = list(topics)
-        ops: list[Any] = [self._upsert(url, topic, expires_at) for topic in wanted]
-        # Drop what this url no longer listens for. Ordered, so the delete only
-        # runs after every upsert went through.
-        stale: dict[str, Any] = {"url": url}
-        if wanted:
-            stale["$nor"] = [{"name": t.name, "value": t.value} for t in wanted]
-        ops.append(DeleteMany(stale))
+        expires_at, renewal = self._expiry(ttl), ObjectId()
+        ops: list[Any] = [self._upsert(url, topic, expires_at, renewal) for topic in topics]
+        # Then drop what this url no longer listens for: every row of it this renewal did
+        # not just stamp. Ordered, so it runs only once every upsert went through; one
+        # condition on the url's rows, where listing the topics kept ($nor) cost rows x
+        # topics. (Not "expiring earlier": a clock stepped back would keep stale rows.)
+        ops.append(DeleteMany({"url": url, "renewal": {"$ne": renewal}}))
         with map_exceptions(_ERRORS, "mongodb store renew"):
             self.collection.bulk_write(ops, ordered=True)
 

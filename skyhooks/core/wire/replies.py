@@ -40,8 +40,9 @@ class Response:
 
     @functools.cached_property
     def raw_header_pairs(self) -> tuple[tuple[bytes, bytes], ...]:
-        """:attr:`header_pairs` as Latin-1 bytes, ASGI's shape."""
-        return tuple((name.encode("latin-1"), value.encode("latin-1")) for name, value in self.header_pairs)
+        """:attr:`header_pairs` as Latin-1 bytes with lower-case names: ASGI's shape."""
+        pairs = self.header_pairs
+        return tuple((name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in pairs)
 
     @functools.cached_property
     def status_line(self) -> str:
