@@ -60,6 +60,7 @@ def core(session: nox.Session) -> None:
         "tests/test_blocking_transport.py",
         "tests/test_asyncio.py",
         "tests/test_asgi.py",
+        "tests/test_wsgi.py",
         "tests/test_submit.py",
         "tests/test_fork.py",
         "tests/test_coalescing.py",

@@ -8,7 +8,8 @@ Imports no web framework, HTTP client or database driver at module level
 - ``wire``: signing, verifying, the request reader, replies, batches (sans-IO);
 - ``delivery``: effects and drivers, the transport seam, retries, the one
   coalescer, the notification flow;
-- ``registry`` and ``publisher``: the logic every adapter subclasses.
+- ``registry`` and ``publisher``: the logic every adapter subclasses (and
+  ``callback_publisher``: the base for callback-style frameworks, Twisted's Deferreds).
 """
 
 from .callbacks import CallbackTable

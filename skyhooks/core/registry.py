@@ -34,7 +34,7 @@ import inspect
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Generic, Protocol, TypeVar
 
 from .callbacks import Callback, CallbackTable
@@ -132,6 +132,25 @@ class BaseRegistry(abc.ABC, Generic[W]):
         close = getattr(awaitable, "close", None)
         if close is not None:
             close()
+
+    @staticmethod
+    def _report(fn: Callable[[], Any], done: Callable[[Any, BaseException | None], None]) -> None:
+        """``done(fn(), None)``, or ``done(None, error)`` if ``fn()`` raised: a ``_run_blocking``
+        whose worker runs on the loop's thread (a greenlet) may just run this there."""
+        try:
+            result = fn()
+        except Exception as exc:
+            return done(None, exc)
+        done(result, None)
+
+    @staticmethod
+    async def _logged(awaitable: Awaitable[Any], context: str) -> None:
+        """Await *awaitable*, logging its failure, naming *context*: a ``_schedule`` may just
+        run this coroutine in its framework's idiom (Twisted: ``ensureDeferred``)."""
+        try:
+            await awaitable
+        except Exception:
+            log.exception("%s failed", context)
 
     def _invoke(self, callback: Callback, message: Message) -> None:
         """Call one callback; a raising callback is logged, never propagated."""

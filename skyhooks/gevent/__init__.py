@@ -5,19 +5,15 @@ Patch first, before any other import (this one included)::
     from gevent import monkey
     monkey.patch_all()
 
-    from skyhooks.gevent import Publisher, Registry, WebhookApp, WSGIServer
+    from skyhooks.gevent import Registry, WebhookApp, WSGIServer
 
-    registry = Registry(url="http://10.0.0.5:8001/skyhooks", store="sqlite:////var/lib/app/hooks.db",
-                        secret="whsec_...")
+    registry = Registry("http://10.0.0.5:8001/skyhooks", "sqlite:////var/lib/app/hooks.db", "whsec_...")
     WSGIServer(("0.0.0.0", 8001), WebhookApp(registry)).start()   # or mount it in your WSGI app
     registry.start()
 
-Imported unpatched, this raises ``RuntimeError`` (``patch_all()`` came too late), unless
-``SKYHOOKS_GEVENT_UNPATCHED=1`` says it is on purpose: store calls then go to gevent's
-thread pool, and the client and server use gevent's own sockets.
+Imported unpatched, this raises ``RuntimeError``, unless ``SKYHOOKS_GEVENT_UNPATCHED=1`` says it is on
+purpose: store calls then go to gevent's thread pool, the client and server use gevent's own sockets.
 """
-
-from __future__ import annotations
 
 import os
 
@@ -35,7 +31,8 @@ if not gevent.monkey.is_module_patched("socket") and os.environ.get("SKYHOOKS_GE
     )
 
 # Only now that the process is known to be patched.
+from ..wsgi import WebhookWSGI as WebhookApp
 from ._publisher import Publisher
-from ._registry import Registry, WebhookApp, WSGIServer
+from ._registry import Registry, WSGIServer
 
 __all__ = ["Publisher", "Registry", "WSGIServer", "WebhookApp"]

@@ -27,11 +27,11 @@ _KIND = {ConnectionRefusedError: "refused", TimeoutError: "timeout", OSError: "e
 # geventhttpclient rather than urllib3 on patched sockets: ~2.8x the POSTs/s side by side.
 @implementer(ITransport)
 class Transport:
-    """POSTs over geventhttpclient: an ``HTTPClient`` per origin, up to *concurrency* connections each."""
+    """POSTs over geventhttpclient: an ``HTTPClient`` per origin, up to *concurrency* connections
+    each, *timeout* bounding each socket wait; the system's trust store for HTTPS."""
 
     def __init__(self, concurrency: int, timeout: float) -> None:
-        # *timeout* bounds each socket wait. ca_certs None: the system's trust store, as ssl reads it.
-        options = {"concurrency": concurrency, "ssl_options": {"ca_certs": None}}
+        options = {"concurrency": concurrency, "ssl_options": {"ca_certs": None}}  # None: as ssl reads it
         self._clients = HTTPClientPool(connection_timeout=timeout, network_timeout=timeout, **options)
         reset_in_child(self)
 
@@ -54,8 +54,7 @@ class Transport:
         self._clients.close()
 
     def _after_fork(self) -> None:
-        # The parent's connections: dropped, never used or closed here.
-        self._clients = HTTPClientPool(**self._clients.client_args)
+        self._clients = HTTPClientPool(**self._clients.client_args)  # the parent's: dropped, not closed here
 
 
 class Publisher(SyncPublisher):
@@ -64,8 +63,8 @@ class Publisher(SyncPublisher):
     >>> report = publisher.notify({"account_id": 42}, {"progress": 100})
     """
 
-    # A SQLite read on the hub beats a round trip through gevent's thread pool.
-    _reads_inline = True
+    _reads_inline = True  # a SQLite read on the hub beats a round trip through gevent's thread pool
+    _new_waiter = staticmethod(new_waiter)
 
     def _default_transport(self) -> Transport:
         return Transport(self.concurrency, self.retry.timeout)
@@ -78,8 +77,6 @@ class Publisher(SyncPublisher):
 
     def _sleep(self, seconds: float) -> None:
         gevent.sleep(seconds)
-
-    _new_waiter = staticmethod(new_waiter)
 
     def _wait(self, waiter: AsyncResult) -> Any:
         return waiter.get()

@@ -1,8 +1,6 @@
 """skyhooks for Twisted: ``Registry``, ``WebhookResource`` (a twisted.web resource; with
 ``WebhookRequest`` for early 413s) and ``Publisher`` (treq), all speaking Deferreds."""
 
-from __future__ import annotations
-
 try:
     import treq  # noqa: F401
     import twisted.web  # noqa: F401
