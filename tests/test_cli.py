@@ -62,6 +62,15 @@ def test_listeners_table_and_json(store, store_url: str) -> None:
     assert 85 <= rows[0]["expires_in"] <= 90
 
 
+def test_the_store_may_come_from_the_environment(store, store_url: str) -> None:
+    store.add("http://127.0.0.1:8001/skyhooks", {Topic("account_id", "42")}, 90)
+    result = skyhooks("listeners", "--json", env={"SKYHOOKS_STORE": store_url})
+    assert [row["topic"] for row in json.loads(result.stdout)] == ["account_id=42"], result.stderr
+    assert skyhooks("listeners", "--store", store_url, env={"SKYHOOKS_STORE": "mongo://x"}).returncode == 0
+    missing = skyhooks("purge", env={"SKYHOOKS_STORE": ""})  # (set but empty: as if unset)
+    assert missing.returncode == 2 and "--store" in missing.stderr
+
+
 def test_listeners_when_nobody_listens(store_url: str) -> None:
     result = skyhooks("listeners", "--store", store_url)
     assert (result.returncode, result.stdout.strip()) == (0, "nobody is listening")

@@ -7,6 +7,9 @@
     skyhooks purge --store URL
     skyhooks demo [--host 127.0.0.1] [--ports 8001,8002,8003,8004] [--store URL] [--secret S]
 
+A secret, and a store URL with a password, are better given as ``$SKYHOOKS_SECRET`` and
+``$SKYHOOKS_STORE``: every local user can read a command line.
+
 Every failure the user can cause or fix (a bad store URL, a store that is down, a
 malformed key, bad JSON, no secret) is one ``skyhooks: error: ...`` line on stderr
 and exit status 2, never a traceback.
@@ -20,12 +23,14 @@ import sys
 from collections.abc import Sequence
 
 from ..core.errors import SkyhooksError
+
+# Where the secret and the store URL come from when ``--secret`` and ``--store`` are not
+# given (the names the demo hands its servers both under; ``skyhooks demo`` itself never
+# takes the environment's store, so a demo never writes into the store a shell is set up for).
+from ..demo import SECRET_ENV, STORE_ENV
 from ._commands import listeners, notify, parse_ports, purge
 
-__all__ = ["SECRET_ENV", "build_parser", "main"]
-
-#: Where the secret comes from when ``--secret`` is not given.
-SECRET_ENV = "SKYHOOKS_SECRET"
+__all__ = ["SECRET_ENV", "STORE_ENV", "build_parser", "main"]
 _MAX_ERROR = 300
 
 
@@ -36,11 +41,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def store_option(sub: argparse.ArgumentParser, required: bool = True) -> None:
+    def store_option(sub: argparse.ArgumentParser, from_env: bool = True) -> None:
+        default = (os.environ.get(STORE_ENV) or None) if from_env else None
         sub.add_argument(
             "--store",
-            required=required,
-            help="store URL: sqlite:////abs/path.db, sqlite:///rel/path.db or mongodb://host:port/db",
+            default=default,
+            required=from_env and default is None,
+            help="store URL: sqlite:////abs/path.db, sqlite:///rel/path.db, mongodb://host:port/db, "
+            f"redis://host:port/0{f' (default: ${STORE_ENV})' if from_env else ''}",
         )
 
     sub = commands.add_parser("listeners", help="list who listens for which topics, and until when")
@@ -70,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.set_defaults(run=purge)
 
     sub = commands.add_parser("demo", help="run Tornado, gevent, Twisted and Starlette servers side by side")
-    store_option(sub, required=False)
+    store_option(sub, from_env=False)
     sub.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: %(default)s)")
     sub.add_argument(
         "--ports",
