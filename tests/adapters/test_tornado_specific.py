@@ -165,6 +165,27 @@ def test_the_transport_maps_failures_below_http_and_passes_every_status(client_c
         publisher.close()
 
 
+@pytest.mark.skipif(CurlAsyncHTTPClient is None, reason="pycurl is not installed")
+def test_a_kept_alive_connection_closed_as_the_request_arrives_is_resent_once() -> None:
+    """libcurl sends once more, on a new connection, what met a reused connection closed
+    unanswered (Tornado's simple client keeps no connection alive: it never meets one)."""
+    publisher = Publisher(MemoryStore(), generate_secret(), client_class=CurlAsyncHTTPClient)
+    headers = {"content-type": "application/json", "webhook-id": "msg_1"}
+    ok = b'{"status":"ok","notified":1}'
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(ok), ok)
+
+    async def scenario() -> None:
+        with RawServer(lambda n, head, body: None if n == 2 else answer) as server:  # drops the 2nd
+            await publisher.transport.post(server.url, headers, b"{}", 2)
+            assert (await publisher.transport.post(server.url, headers, b"{}", 2)).status == 200
+            assert server.connections == 2 and len(server.requests) == 3  # the 2nd was sent again
+
+    try:
+        run(scenario)
+    finally:
+        publisher.close()
+
+
 @pytest.mark.parametrize("client_class", CLIENTS)
 def test_one_transport_serves_successive_loops_and_closes_after_them(client_class: Any) -> None:
     """A publisher made once and used from successive loops (asyncio.run twice, a test's
