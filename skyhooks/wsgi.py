@@ -17,6 +17,7 @@ __all__ = ["WebhookWSGI"]
 # Where the environ keeps each header the request reader asks for (PEP 3333).
 _ENVIRON_KEYS = {name: "HTTP_" + name.upper().replace("-", "_") for name in REQUEST_HEADERS}
 _ENVIRON_KEYS.update({"content-type": "CONTENT_TYPE", "content-length": "CONTENT_LENGTH"})
+_FROM_ENVIRON = tuple((key, name) for name, key in _ENVIRON_KEYS.items())
 
 
 class WebhookWSGI:
@@ -31,7 +32,9 @@ class WebhookWSGI:
         self.registry = registry
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        reader = self.registry.reader(environ["REQUEST_METHOD"], lambda h: environ.get(_ENVIRON_KEYS[h]))
+        # A dict by lower-case name, in one pass (the reader's other way, a getter, is called per name).
+        headers = {name: environ[key] for key, name in _FROM_ENVIRON if key in environ}
+        reader = self.registry.reader(environ["REQUEST_METHOD"], headers)
         response = reader.refusal
         if response is None:
             declared = reader.declared

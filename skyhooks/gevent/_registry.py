@@ -48,10 +48,14 @@ class Registry(BlockingRegistry[AsyncResult]):
     _new_waiter = staticmethod(new_waiter)
 
     def _invoke(self, callback: Callback, message: Message) -> None:
-        if self._may_block():
-            _Worker.hand(super()._invoke, callback, message)
+        hub, current = gevent.get_hub(), gevent.getcurrent()
+        if current is not hub:
+            _Worker.hand(hub, current, self._invoke_here, callback, message)
         else:  # the hub itself may not be switched away from mid-request: later, then
-            gevent.spawn_raw(super()._invoke, callback, message)
+            gevent.spawn_raw(self._invoke_here, callback, message)
+
+    def _invoke_here(self, callback: Callback, message: Message) -> None:
+        super()._invoke(callback, message)
 
     def _run_blocking(self, fn: Callable[[], Any], done: Callable[[Any, BaseException | None], None]) -> None:
         gevent.spawn_raw(self._report, lambda: call_store(self.store, fn), done)
@@ -83,13 +87,12 @@ class _Worker(greenlet):  # type: ignore[misc]
     waiting: list[greenlet]  # the caller, while it waits for this callback
 
     @classmethod
-    def hand(cls, invoke: Invoke, callback: Callback, message: Message) -> None:
-        hub = gevent.get_hub()
+    def hand(cls, hub: Any, caller: greenlet, invoke: Invoke, callback: Callback, message: Message) -> None:
         idle = cls.idle.get(hub)
         worker = idle.pop() if idle else cls(parent=hub)
         # Emptied once the caller goes on, however it does (an exception thrown into it, say),
         # so a resume scheduled by switch_out never switches into it later.
-        waiting = worker.waiting = [gevent.getcurrent()]
+        waiting = worker.waiting = [caller]
         try:
             worker.switch(invoke, callback, message)
         finally:
