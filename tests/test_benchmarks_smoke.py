@@ -7,6 +7,7 @@ from ``python -m benchmarks``.
 from __future__ import annotations
 
 import copy
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -162,6 +163,20 @@ def test_the_redis_store_figure_fills_through_the_store_and_reads_its_memory(tmp
     assert first["subscriptions"] == 200 and last["subscriptions"] == 500 + 15
     assert 0 < first["used_memory"] < last["used_memory"]
     assert last["topic_key_bytes"] > 0 and last["url_index_bytes_per_topic"] > 0
+
+
+def test_memory_per_subscription_is_measured_in_every_registry():
+    """Each framework's registry, the asyncio-based ones on a loop of their own."""
+    from benchmarks import memory
+
+    frameworks = [
+        fw
+        for fw in ("tornado", "gevent", "twisted", "asgi")
+        if importlib.util.find_spec(fw if fw != "asgi" else "uvicorn")
+    ]
+    rows = memory.run(True, frameworks, log=lambda line: None)["rows"]
+    assert [row["framework"] for row in rows] == frameworks
+    assert all(100 < row["bytes_per_subscription"] < 10_000 for row in rows), rows
 
 
 def test_instructions_are_counted_per_request_at_the_server():
