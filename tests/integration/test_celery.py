@@ -6,7 +6,6 @@ progress step and the result exactly once, and nothing for another account.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
@@ -14,13 +13,13 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
 from skyhooks import open_store
 from tests.integration.conftest import FRAMEWORKS
+from tests.support.examples import load_tasks
 from tests.support.instances import REPO
 from tests.support.redis import RedisServer
 
@@ -37,19 +36,6 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path).start()
     yield server
     server.stop()
-
-
-def load_example(broker: str) -> ModuleType:
-    """The example's module in this process (as the code that queues tasks would import it)."""
-    os.environ["CELERY_BROKER_URL"] = broker  # read at import, like a deployed app's config
-    try:
-        spec = importlib.util.spec_from_file_location("skyhooks_celery_example", EXAMPLE / "tasks.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        del os.environ["CELERY_BROKER_URL"]
 
 
 @pytest.fixture
@@ -115,7 +101,7 @@ def test_celery_task_reaches_every_instance_once(
     # Another account's callback, on an instance that also listens for 42.
     instances["gevent"].register({"account_id": 7}, "acct7")
 
-    tasks = load_example(redis_server.url())
+    tasks = load_tasks(EXAMPLE / "tasks.py", "skyhooks_celery_example", redis_server.url())
     result = tasks.crunch.delay(42, steps=STEPS, interval=0.1)
     try:
         outcome = result.get(timeout=60)

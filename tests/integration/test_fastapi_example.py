@@ -8,7 +8,6 @@ bad requests get FastAPI's 4xx; Ctrl-C (SIGINT) stops the app and its URL leaves
 from __future__ import annotations
 
 import http.client
-import importlib.util
 import json
 import os
 import signal
@@ -18,12 +17,12 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
 from skyhooks import Topic, open_store
+from tests.support.examples import load_tasks
 from tests.support.instances import REPO, wait_for
 from tests.support.redis import RedisServer, free_port
 
@@ -196,19 +195,6 @@ class Events:
         self.connection.close()
 
 
-def load_tasks(broker: str) -> ModuleType:
-    """The example's tasks module in this process, as code that reads results would import it."""
-    os.environ["CELERY_BROKER_URL"] = broker  # read at import, like a deployed app's config
-    try:
-        spec = importlib.util.spec_from_file_location("skyhooks_fastapi_example_tasks", EXAMPLE / "tasks.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        del os.environ["CELERY_BROKER_URL"]
-
-
 def listed(store_url: str) -> set[tuple[str, Topic]]:
     store = open_store(store_url)
     try:
@@ -255,7 +241,7 @@ def test_a_task_streams_its_progress_to_the_page(
         assert stream.data[-1]["text"].startswith(f"done: {STEPS} steps")
 
         # The worker's reports: each message delivered to the app once, one callback run.
-        tasks = load_tasks(redis_server.url())
+        tasks = load_tasks(EXAMPLE / "tasks.py", "skyhooks_fastapi_example_tasks", redis_server.url())
         try:
             outcome = tasks.app.AsyncResult(task_id).get(timeout=DEADLINE)
         finally:
